@@ -1,0 +1,7 @@
+"""Model-based reinforcement learning algorithms for Stable-Baselines3."""
+
+from sb3_worldmodels.common.buffers import SequenceReplayBuffer
+from sb3_worldmodels.dcmpc import DCMPC
+
+__version__ = "0.1.0"
+__all__ = ["DCMPC", "SequenceReplayBuffer", "__version__"]

@@ -1,0 +1,30 @@
+"""Checks of observation and action spaces, run when an algorithm is constructed."""
+
+from __future__ import annotations
+
+import numpy as np
+from gymnasium import spaces
+from stable_baselines3.common.preprocessing import is_image_space
+
+
+def check_box_action_space(action_space: spaces.Space, algo: str) -> None:
+    """Raise a ``ValueError`` unless ``action_space`` is a bounded ``Box``."""
+    if not isinstance(action_space, spaces.Box):
+        raise ValueError(
+            f"{algo} supports only continuous Box action spaces, got {action_space}. "
+            "Wrap discrete envs yourself or use an algorithm that supports them."
+        )
+    if not (np.all(np.isfinite(action_space.low)) and np.all(np.isfinite(action_space.high))):
+        raise ValueError(f"{algo} needs a Box action space with finite bounds (actions are rescaled to [-1, 1]), got {action_space}.")
+
+
+def check_vector_observation_space(observation_space: spaces.Space, algo: str) -> None:
+    """Raise a ``ValueError`` unless observations are vectors: a non-image ``Box`` or a ``Dict`` of them."""
+    supported = "a Box of vector observations, or a Dict of such Boxes (MultiInputPolicy)"
+    subspaces = observation_space.spaces if isinstance(observation_space, spaces.Dict) else {"": observation_space}
+    for key, space in subspaces.items():
+        name = f"observation '{key}'" if key else "observation space"
+        if not isinstance(space, spaces.Box):
+            raise ValueError(f"{algo} supports {supported}; the {name} is {space}.")
+        if is_image_space(space, check_channels=False) or len(space.shape) > 2:
+            raise ValueError(f"{algo} supports {supported}; the {name} {space} looks like an image, which it cannot encode.")

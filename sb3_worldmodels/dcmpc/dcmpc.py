@@ -1,0 +1,436 @@
+"""DC-MPC: Discrete Codebook Model Predictive Control (Scannell et al., ICLR 2025, arXiv 2503.00653)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import torch as th
+import torch.nn.functional as F
+from gymnasium import spaces
+from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.noise import ActionNoise
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule, TrainFreq
+from stable_baselines3.common.utils import polyak_update
+
+from sb3_worldmodels.common.buffers import SequenceReplayBuffer, SequenceSamples
+from sb3_worldmodels.common.returns import n_step_targets
+from sb3_worldmodels.common.spaces import check_box_action_space, check_vector_observation_space
+from sb3_worldmodels.dcmpc.policies import DCMPCPolicy, MlpPolicy, MultiInputPolicy
+
+SelfDCMPC = TypeVar("SelfDCMPC", bound="DCMPC")
+
+
+def _flatten_time(obs: th.Tensor | dict[str, th.Tensor]) -> th.Tensor | dict[str, th.Tensor]:
+    """``(B, T, ...) -> (B * T, ...)`` for a tensor or a dict of tensors."""
+    if isinstance(obs, dict):
+        return {key: value.flatten(0, 1) for key, value in obs.items()}
+    return obs.flatten(0, 1)
+
+
+def _select_time(obs: th.Tensor | dict[str, th.Tensor], index: slice | list[int] | int):
+    if isinstance(obs, dict):
+        return {key: value[:, index] for key, value in obs.items()}
+    return obs[:, index]
+
+
+class DCMPC(OffPolicyAlgorithm):
+    """Discrete Codebook Model Predictive Control.
+
+    A world model whose latent state is a discrete FSQ code (a fixed codebook of ``prod(fsq_levels)`` codes
+    per latent slot) is trained with a cross-entropy consistency loss on multi-step latent rollouts that
+    sample codes with straight-through Gumbel-softmax, plus reward regression. A REDQ ensemble of critics and
+    a TD3-style actor are trained on the (detached) codes, and actions come from MPPI planning over expected
+    codes with the actor as policy prior.
+
+    Defaults are those of the paper and its official code (DMC "easy" tasks).
+
+    :param policy: ``"MlpPolicy"``, ``"MultiInputPolicy"`` (Dict observations) or a :class:`DCMPCPolicy` subclass.
+    :param env: The environment (or its Gymnasium id).
+    :param learning_rate: World-model (encoder, dynamics, reward) learning rate, AdamW (paper: 1e-4).
+    :param actor_learning_rate: Actor learning rate, Adam (paper: 3e-4).
+    :param critic_learning_rate: Critic learning rate, Adam (paper: 3e-4).
+    :param buffer_size: Replay buffer size (paper: 10M).
+    :param learning_starts: Random-action steps before learning (paper: 10 episodes, 5000 steps at action repeat 2).
+    :param batch_size: Sequences per gradient step (paper: 512).
+    :param tau: Polyak coefficient of the target actor and critics (paper: 0.005).
+    :param gamma: Discount factor (paper: 0.99).
+    :param train_freq: Update the model every ``train_freq`` steps (SB3 semantics).
+    :param gradient_steps: Gradient steps per update (paper: UTD 1).
+    :param pretrain_gradient_steps: Extra gradient steps at the first update, after the random phase
+        (paper: one per seed step; ``None`` means ``learning_starts``).
+    :param horizon: World-model training rollout horizon H (paper: 5).
+    :param rho: Per-step weight ``rho^t`` of the world-model losses along the rollout (paper: 0.9).
+    :param consistency_coef: Weight of the cross-entropy latent consistency loss (paper: 1).
+    :param reward_coef: Weight of the reward regression loss (paper: 1).
+    :param n_steps: Number of steps of the TD target (paper: 1).
+    :param n_critics: Critics in the REDQ ensemble (paper: 5).
+    :param n_target_critics: Critics sampled for the target minimum and the actor loss (paper: 2).
+    :param policy_delay: The actor is updated every ``policy_delay`` critic updates (paper: 2).
+    :param target_policy_noise: Std of the target policy smoothing noise (paper: 0.2).
+    :param target_noise_clip: Clip of the target policy smoothing noise (paper: 0.3).
+    :param max_grad_norm: Gradient-norm clip of every optimizer (paper: 20).
+    :param exploration_noise_start: Initial std of the Gaussian exploration noise (paper: 1.0).
+    :param exploration_noise_end: Final std of the exploration noise (paper: 0.1).
+    :param exploration_noise_episodes: Episodes over which the std decays linearly (paper: 50 easy, 150 medium, 500 hard).
+    :param plan_horizon: MPPI horizon (paper: 3).
+    :param mppi_iterations: MPPI iterations (paper: 6).
+    :param num_samples: Action sequences per MPPI iteration (paper: 512).
+    :param num_elites: MPPI elites (paper: 64).
+    :param num_policy_trajs: Sequences from the policy prior (paper: 24).
+    :param mppi_temperature: MPPI temperature (paper: 0.5).
+    :param min_plan_std: Minimum MPPI std (paper: 0.05).
+    :param max_plan_std: Maximum and initial MPPI std (paper: 2).
+    :param plan_discount: Discount of rewards along the plan; ``None`` uses ``gamma``. The official code uses ``rho``.
+    :param use_planner: Act with MPPI (``True``) or with the actor alone (``False``, an ablation).
+    :param action_noise: Extra SB3 action noise added on top (not used by the paper).
+    :param replay_buffer_class: Replay buffer class; must derive from :class:`SequenceReplayBuffer`.
+    :param replay_buffer_kwargs: Its keyword arguments.
+    :param policy_kwargs: Keyword arguments of the policy (``latent_dim``, ``fsq_levels``, ``net_arch``, ...).
+    :param stats_window_size: Window of the rollout statistics (SB3).
+    :param tensorboard_log: TensorBoard log folder (SB3).
+    :param verbose: Verbosity (SB3).
+    :param seed: Random seed (SB3).
+    :param device: Device (SB3).
+    :param _init_setup_model: Build the networks at construction (SB3).
+    """
+
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
+        "MlpPolicy": MlpPolicy,
+        "MultiInputPolicy": MultiInputPolicy,
+    }
+    policy: DCMPCPolicy
+    replay_buffer: SequenceReplayBuffer
+
+    def __init__(
+        self,
+        policy: str | type[DCMPCPolicy],
+        env: GymEnv | str,
+        learning_rate: float | Schedule = 1e-4,
+        actor_learning_rate: float = 3e-4,
+        critic_learning_rate: float = 3e-4,
+        buffer_size: int = 10_000_000,
+        learning_starts: int = 5000,
+        batch_size: int = 512,
+        tau: float = 0.005,
+        gamma: float = 0.99,
+        train_freq: int | tuple[int, str] = 1,
+        gradient_steps: int = 1,
+        pretrain_gradient_steps: int | None = None,
+        horizon: int = 5,
+        rho: float = 0.9,
+        consistency_coef: float = 1.0,
+        reward_coef: float = 1.0,
+        n_steps: int = 1,
+        n_critics: int = 5,
+        n_target_critics: int = 2,
+        policy_delay: int = 2,
+        target_policy_noise: float = 0.2,
+        target_noise_clip: float = 0.3,
+        max_grad_norm: float = 20.0,
+        exploration_noise_start: float = 1.0,
+        exploration_noise_end: float = 0.1,
+        exploration_noise_episodes: int = 50,
+        plan_horizon: int = 3,
+        mppi_iterations: int = 6,
+        num_samples: int = 512,
+        num_elites: int = 64,
+        num_policy_trajs: int = 24,
+        mppi_temperature: float = 0.5,
+        min_plan_std: float = 0.05,
+        max_plan_std: float = 2.0,
+        plan_discount: float | None = None,
+        use_planner: bool = True,
+        action_noise: ActionNoise | None = None,
+        replay_buffer_class: type[SequenceReplayBuffer] | None = None,
+        replay_buffer_kwargs: dict[str, Any] | None = None,
+        policy_kwargs: dict[str, Any] | None = None,
+        stats_window_size: int = 100,
+        tensorboard_log: str | None = None,
+        verbose: int = 0,
+        seed: int | None = None,
+        device: th.device | str = "auto",
+        _init_setup_model: bool = True,
+    ):
+        super().__init__(
+            policy,
+            env,
+            learning_rate,
+            buffer_size,
+            learning_starts,
+            batch_size,
+            tau,
+            gamma,
+            train_freq,
+            gradient_steps,
+            action_noise=action_noise,
+            replay_buffer_class=replay_buffer_class or SequenceReplayBuffer,
+            replay_buffer_kwargs=replay_buffer_kwargs,
+            policy_kwargs=policy_kwargs,
+            stats_window_size=stats_window_size,
+            tensorboard_log=tensorboard_log,
+            verbose=verbose,
+            device=device,
+            seed=seed,
+            sde_support=False,
+            support_multi_env=True,
+        )
+        self.actor_learning_rate = actor_learning_rate
+        self.critic_learning_rate = critic_learning_rate
+        self.pretrain_gradient_steps = pretrain_gradient_steps
+        self.horizon = horizon
+        self.rho = rho
+        self.consistency_coef = consistency_coef
+        self.reward_coef = reward_coef
+        self.n_steps = n_steps
+        self.n_critics = n_critics
+        self.n_target_critics = n_target_critics
+        self.policy_delay = policy_delay
+        self.target_policy_noise = target_policy_noise
+        self.target_noise_clip = target_noise_clip
+        self.max_grad_norm = max_grad_norm
+        self.exploration_noise_start = exploration_noise_start
+        self.exploration_noise_end = exploration_noise_end
+        self.exploration_noise_episodes = exploration_noise_episodes
+        self.plan_horizon = plan_horizon
+        self.mppi_iterations = mppi_iterations
+        self.num_samples = num_samples
+        self.num_elites = num_elites
+        self.num_policy_trajs = num_policy_trajs
+        self.mppi_temperature = mppi_temperature
+        self.min_plan_std = min_plan_std
+        self.max_plan_std = max_plan_std
+        self.plan_discount = plan_discount
+        self.use_planner = use_planner
+        if _init_setup_model:
+            self._setup_model()
+
+    # ----------------------------------------------------------------- set-up
+    def _setup_model(self) -> None:
+        check_box_action_space(self.action_space, "DCMPC")
+        check_vector_observation_space(self.observation_space, "DCMPC")
+        if not issubclass(self.replay_buffer_class, SequenceReplayBuffer):
+            raise ValueError(f"DCMPC samples sequences: replay_buffer_class must derive from SequenceReplayBuffer, got {self.replay_buffer_class}")
+        if self.n_target_critics > self.n_critics:
+            raise ValueError(f"n_target_critics ({self.n_target_critics}) must not exceed n_critics ({self.n_critics})")
+        self.policy_kwargs = dict(self.policy_kwargs)
+        self.policy_kwargs.update(
+            n_critics=self.n_critics,
+            actor_learning_rate=self.actor_learning_rate,
+            critic_learning_rate=self.critic_learning_rate,
+            planner_kwargs=dict(
+                horizon=self.plan_horizon,
+                iterations=self.mppi_iterations,
+                num_samples=self.num_samples,
+                num_elites=self.num_elites,
+                num_policy_trajs=self.num_policy_trajs,
+                temperature=self.mppi_temperature,
+                min_std=self.min_plan_std,
+                max_std=self.max_plan_std,
+                discount=self.gamma if self.plan_discount is None else self.plan_discount,
+            ),
+        )
+        super()._setup_model()
+        self._n_critic_updates = getattr(self, "_n_critic_updates", 0)
+        self._pretrained = getattr(self, "_pretrained", False)
+        self._exploration_episodes = getattr(self, "_exploration_episodes", 0)
+        self._reset_planner_state()
+
+    def _reset_planner_state(self) -> None:
+        # Per-env warm start of MPPI (the shifted previous mean) and episode-start flags; process-local, not saved.
+        self._planner_state: tuple[np.ndarray, ...] | None = None
+        self._episode_starts: np.ndarray | None = None
+        self._planner_stats: dict[str, float] = {}
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "_planner_state", "_episode_starts", "_planner_stats"]
+
+    def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
+        state_dicts = ["policy", "policy.world_model_optimizer", "policy.critic_optimizer", "policy.actor_optimizer"]
+        return state_dicts, []
+
+    def _setup_learn(
+        self,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        reset_num_timesteps: bool = True,
+        tb_log_name: str = "run",
+        progress_bar: bool = False,
+    ):
+        if self.replay_buffer is not None and (reset_num_timesteps or self._last_obs is None):
+            # The envs are about to be reset without a `done`: close the stored episodes as truncated.
+            self.replay_buffer.mark_episode_break()
+            self._reset_planner_state()
+        return super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
+
+    # -------------------------------------------------------------- exploration
+    @property
+    def exploration_std(self) -> float:
+        """Std of the Gaussian exploration noise: linear decay over ``exploration_noise_episodes`` (DC-MPC Sec. 4)."""
+        fraction = min(self._exploration_episodes / max(self.exploration_noise_episodes, 1), 1.0)
+        return self.exploration_noise_start + fraction * (self.exploration_noise_end - self.exploration_noise_start)
+
+    def _sample_action(
+        self,
+        learning_starts: int,
+        action_noise: ActionNoise | None = None,
+        n_envs: int = 1,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if self.num_timesteps < learning_starts:
+            return super()._sample_action(learning_starts, action_noise, n_envs)
+        obs_tensor, _ = self.policy.obs_to_tensor(self._last_obs)
+        if self.use_planner:
+            previous = None if self._planner_state is None else th.as_tensor(self._planner_state[0], device=self.device)
+            starts = None if self._episode_starts is None else th.as_tensor(self._episode_starts, device=self.device)
+            result = self.policy.plan(obs_tensor, previous, starts, deterministic=False, exploration_std=self.exploration_std)
+            self._planner_state = (result.mean.cpu().numpy(),)
+            self._planner_stats = {
+                "planner/elite_value": result.elite_value.mean(),
+                "planner/std": result.std.mean(),
+                "planner/std_first_action": result.std[:, 0].mean(),
+            }
+            scaled_action = result.action.cpu().numpy()
+        else:
+            with th.no_grad():
+                action = self.policy.act(self.policy.encode(obs_tensor))
+                action = (action + self.exploration_std * th.randn_like(action)).clamp(-1, 1)
+            scaled_action = action.cpu().numpy()
+        if action_noise is not None:
+            scaled_action = np.clip(scaled_action + action_noise(), -1, 1)
+        return self.policy.unscale_action(scaled_action), scaled_action
+
+    def _store_transition(
+        self,
+        replay_buffer: ReplayBuffer,
+        buffer_action: np.ndarray,
+        new_obs: np.ndarray | dict[str, np.ndarray],
+        reward: np.ndarray,
+        dones: np.ndarray,
+        infos: list[dict[str, Any]],
+    ) -> None:
+        super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)
+        self._episode_starts = np.asarray(dones, dtype=bool).copy()
+        if self.num_timesteps >= self.learning_starts:
+            self._exploration_episodes += int(np.sum(dones))
+
+    # ------------------------------------------------------------------ training
+    def train(self, gradient_steps: int, batch_size: int = 64) -> None:
+        self.policy.set_training_mode(True)
+        self._update_learning_rate(self.policy.world_model_optimizer)
+        if not self._pretrained:
+            # DC-MPC pretrains on the seed data: one update per random step before the first regular update.
+            pretrain = self.learning_starts if self.pretrain_gradient_steps is None else self.pretrain_gradient_steps
+            gradient_steps += pretrain
+            self._pretrained = True
+        seq_len = max(self.horizon, self.n_steps)
+        stats: dict[str, list[th.Tensor]] = {}
+        for _ in range(gradient_steps):
+            data = self.replay_buffer.sample_sequences(batch_size, seq_len, env=self._vec_normalize_env)
+            step_stats = self._update_world_model(data)
+            critic_stats, codes = self._update_critics(data)
+            step_stats.update(critic_stats)
+            self._n_critic_updates += 1
+            if self._n_critic_updates % self.policy_delay == 0:
+                step_stats.update(self._update_actor(codes))
+                polyak_update(self.policy.actor.parameters(), self.policy.actor_target.parameters(), self.tau)
+            polyak_update(self.policy.critics.parameters(), self.policy.critics_target.parameters(), self.tau)
+            for key, value in step_stats.items():
+                stats.setdefault(key, []).append(value.detach())
+        self._n_updates += gradient_steps
+        # One host transfer per train() call, not one per loss and step.
+        means = {key: th.stack(values).float().mean() for key, values in stats.items()}
+        for key, value in zip(means.keys(), th.stack(list(means.values())).cpu().tolist()):
+            self.logger.record(key, value)
+        for key, value in self._planner_stats.items():
+            self.logger.record(key, float(value))
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        self.logger.record("train/exploration_std", self.exploration_std)
+
+    def _clip_and_step(self, optimizer: th.optim.Optimizer, loss: th.Tensor) -> th.Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        grad_norm = th.nn.utils.clip_grad_norm_(params, self.max_grad_norm)
+        optimizer.step()
+        return grad_norm
+
+    def _update_world_model(self, data: SequenceSamples) -> dict[str, th.Tensor]:
+        """Cross-entropy latent consistency + reward regression over an H-step latent rollout (DC-MPC eq. 5)."""
+        policy, H = self.policy, self.horizon
+        batch_size = data.actions.shape[0]
+        codes = policy.encode(_select_time(data.observations, 0))
+        with th.no_grad():
+            # Targets: FSQ indices of the next observations under the same (online) encoder.
+            next_obs = _flatten_time(_select_time(data.observations, slice(1, H + 1)))
+            target_idx = policy.code_indices(policy.encode(next_obs)).view(batch_size, H, policy.latent_dim)
+            # Transitions after a termination inside the window do not count.
+            alive = th.cumprod(1.0 - data.terminations[:, :H], dim=1)
+            alive = th.cat([th.ones_like(alive[:, :1]), alive[:, :-1]], dim=1)
+            # Gumbel noise for the whole rollout at once.
+            uniform = th.rand(H, batch_size, policy.latent_dim, policy.quantizer.codebook_size, device=self.device)
+            gumbel = -th.log((-th.log(uniform.clamp_(min=1e-10))).clamp_(min=1e-10))
+        first_codes = codes
+        consistency_loss = reward_loss = th.zeros((), device=self.device)
+        for t in range(H):
+            action = data.actions[:, t]
+            logits = policy.dynamics_logits(codes, action)
+            log_probs = F.log_softmax(logits, dim=-1)
+            # Cross-entropy averaged over latent slots (DC-MPC eq. 3), one log-softmax shared with the sample below.
+            ce = -log_probs.gather(-1, target_idx[:, t].unsqueeze(-1)).squeeze(-1).mean(dim=1)
+            reward_error = (policy.predict_reward(codes, action) - data.rewards[:, t]) ** 2
+            weight = self.rho**t
+            consistency_loss = consistency_loss + weight * (alive[:, t] * ce).mean()
+            reward_loss = reward_loss + weight * (alive[:, t] * reward_error).mean()
+            if t < H - 1:
+                # Straight-through Gumbel-softmax sample of the next code (temperature 1, hard one-hot).
+                perturbed = log_probs + gumbel[t]
+                soft = th.softmax(perturbed, dim=-1)
+                hard = F.one_hot(perturbed.argmax(dim=-1), policy.quantizer.codebook_size).to(soft.dtype)
+                codes = policy.codes_from_probs(hard + soft - soft.detach())
+        consistency_loss, reward_loss = consistency_loss / H, reward_loss / H
+        loss = self.consistency_coef * consistency_loss + self.reward_coef * reward_loss
+        grad_norm = self._clip_and_step(policy.world_model_optimizer, loss)
+        with th.no_grad():
+            idx = policy.code_indices(first_codes.detach())
+            counts = F.one_hot(idx.flatten(), policy.quantizer.codebook_size).float().sum(0)
+            probs = counts / counts.sum()
+            perplexity = th.exp(-(probs * th.log(probs.clamp(min=1e-12))).sum())
+        return {
+            "world_model/consistency_loss": consistency_loss,
+            "world_model/reward_loss": reward_loss,
+            "world_model/loss": loss,
+            "world_model/grad_norm": grad_norm,
+            "world_model/codebook_usage": (counts > 0).float().mean(),
+            "world_model/codebook_perplexity": perplexity,
+        }
+
+    def _random_critics(self) -> th.Tensor:
+        return th.randperm(self.n_critics, device=self.device)[: self.n_target_critics]
+
+    def _update_critics(self, data: SequenceSamples) -> tuple[dict[str, th.Tensor], th.Tensor]:
+        """REDQ TD learning on the code of the first step with an n-step target (DC-MPC Sec. 3.2)."""
+        policy, n = self.policy, self.n_steps
+        with th.no_grad():
+            both = _flatten_time(_select_time(data.observations, [0, n]))
+            codes, next_codes = policy.encode(both).view(-1, 2, policy.code_dim).unbind(dim=1)
+            noise = (self.target_policy_noise * th.randn_like(data.actions[:, 0])).clamp(-self.target_noise_clip, self.target_noise_clip)
+            next_action = (policy.act(next_codes, target=True) + noise).clamp(-1, 1)
+            next_q = policy.q_values(next_codes, next_action, target=True)[self._random_critics()].min(dim=0).values
+            target_q = n_step_targets(data.rewards[:, :n], data.terminations[:, :n], next_q, self.gamma)
+        q_values = policy.q_values(codes, data.actions[:, 0])
+        critic_loss = F.mse_loss(q_values, target_q.unsqueeze(0).expand_as(q_values))
+        grad_norm = self._clip_and_step(policy.critic_optimizer, critic_loss)
+        stats = {"train/critic_loss": critic_loss, "train/q_mean": q_values.mean(), "train/critic_grad_norm": grad_norm}
+        return stats, codes
+
+    def _update_actor(self, codes: th.Tensor) -> dict[str, th.Tensor]:
+        """TD3-style deterministic policy gradient through the average of two random critics, on detached codes."""
+        policy = self.policy
+        policy.critics.requires_grad_(False)
+        q_values = policy.q_values(codes, policy.act(codes))[self._random_critics()]
+        actor_loss = -q_values.mean()
+        self._clip_and_step(policy.actor_optimizer, actor_loss)
+        policy.critics.requires_grad_(True)
+        return {"train/actor_loss": actor_loss}

@@ -1,0 +1,149 @@
+"""MPPI planning in a learned latent space (DC-MPC Sec. 3.3, following TD-MPC / TD-MPC2)."""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Protocol
+
+import torch as th
+
+
+class LatentModel(Protocol):
+    """What the planner needs from a world model; every call is batched over the leading dimension."""
+
+    def imagine_step(self, latent: th.Tensor, action: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        """Next latent and predicted reward ``(batch,)``."""
+
+    def policy_prior(self, latent: th.Tensor) -> th.Tensor:
+        """Action of the policy prior in [-1, 1]."""
+
+    def terminal_value(self, latent: th.Tensor, generator: th.Generator | None) -> th.Tensor:
+        """Value ``(batch,)`` of a latent at the end of the planning horizon."""
+
+
+class PlanResult(NamedTuple):
+    """Output of one planning call for ``E`` states.
+
+    :param action: First action of the chosen plan, ``(E, A)`` in [-1, 1].
+    :param mean: Final MPPI mean, ``(E, horizon, A)``: the warm start of the next step once shifted.
+    :param std: Final MPPI standard deviation, ``(E, horizon, A)``.
+    :param elite_value: Mean value of the elites at the last iteration, ``(E,)``.
+    """
+
+    action: th.Tensor
+    mean: th.Tensor
+    std: th.Tensor
+    elite_value: th.Tensor
+
+
+class MPPIPlanner:
+    """Model Predictive Path Integral control with a policy prior.
+
+    Each iteration evaluates ``num_samples`` action sequences (``num_policy_trajs`` of them rolled out by
+    the policy prior, the rest drawn from a Gaussian), keeps the ``num_elites`` best, and refits the
+    Gaussian to them with weights ``exp(temperature * (value - max value))``.
+
+    :param action_dim: Dimension of the action space.
+    :param horizon: Planning horizon (DC-MPC: 3).
+    :param iterations: MPPI iterations (6).
+    :param num_samples: Action sequences evaluated per iteration, policy ones included (512).
+    :param num_elites: Elites kept per iteration (64).
+    :param num_policy_trajs: Sequences rolled out by the policy prior (24).
+    :param temperature: Temperature of the elite weights (0.5).
+    :param min_std: Lower bound of the sampling std (0.05).
+    :param max_std: Upper bound and initial value of the sampling std (2.0).
+    :param discount: Discount of predicted rewards along the plan (DC-MPC's official code uses rho = 0.9; we default to gamma).
+    """
+
+    def __init__(
+        self,
+        action_dim: int,
+        horizon: int = 3,
+        iterations: int = 6,
+        num_samples: int = 512,
+        num_elites: int = 64,
+        num_policy_trajs: int = 24,
+        temperature: float = 0.5,
+        min_std: float = 0.05,
+        max_std: float = 2.0,
+        discount: float = 0.99,
+    ):
+        if not 0 < num_elites <= num_samples:
+            raise ValueError(f"num_elites must be in (0, num_samples={num_samples}], got {num_elites}")
+        if not 0 <= num_policy_trajs < num_samples:
+            raise ValueError(f"num_policy_trajs must be in [0, num_samples={num_samples}), got {num_policy_trajs}")
+        self.action_dim = action_dim
+        self.horizon = horizon
+        self.iterations = iterations
+        self.num_samples = num_samples
+        self.num_elites = num_elites
+        self.num_policy_trajs = num_policy_trajs
+        self.temperature = temperature
+        self.min_std = min_std
+        self.max_std = max_std
+        self.discount = discount
+
+    def warm_start(self, previous_mean: th.Tensor | None, episode_start: th.Tensor | None, n_states: int, device: th.device) -> th.Tensor:
+        """Initial mean: the previous mean shifted by one step, zero for new episodes (or without a previous mean)."""
+        mean = th.zeros(n_states, self.horizon, self.action_dim, device=device)
+        if previous_mean is not None:
+            mean[:, :-1] = previous_mean[:, 1:]
+            if episode_start is not None:
+                mean = mean * (~episode_start).to(mean.dtype).view(-1, 1, 1)
+        return mean
+
+    def rollout_value(self, model: LatentModel, latent: th.Tensor, actions: th.Tensor, generator: th.Generator | None) -> th.Tensor:
+        """Discounted predicted return of each action sequence plus the terminal value.
+
+        :param latent: Start latents, one per sequence, ``(batch, D)``.
+        :param actions: Action sequences ``(batch, horizon, A)``.
+        :return: Values ``(batch,)``.
+        """
+        value = th.zeros(latent.shape[0], device=latent.device)
+        discount = 1.0
+        for t in range(self.horizon):
+            latent, reward = model.imagine_step(latent, actions[:, t])
+            value = value + discount * reward
+            discount *= self.discount
+        return value + discount * model.terminal_value(latent, generator)
+
+    @th.no_grad()
+    def plan(
+        self,
+        model: LatentModel,
+        latent: th.Tensor,
+        mean: th.Tensor,
+        policy_noise_std: float = 0.0,
+        generator: th.Generator | None = None,
+    ) -> PlanResult:
+        """Plan from ``E`` start latents ``(E, D)`` with initial mean ``(E, horizon, A)``."""
+        n_states, device = latent.shape[0], latent.device
+        H, N, P, K, A = self.horizon, self.num_samples, self.num_policy_trajs, self.num_elites, self.action_dim
+        flat_latent = latent.repeat_interleave(N, dim=0)  # (E * N, D), samples of a state are contiguous
+        actions = th.empty(n_states, N, H, A, device=device)
+        if P > 0:
+            z = latent.repeat_interleave(P, dim=0)
+            for t in range(H):
+                prior = model.policy_prior(z)
+                if policy_noise_std > 0:
+                    prior = prior + policy_noise_std * th.randn(prior.shape, device=device, generator=generator)
+                prior = prior.clamp(-1, 1)
+                actions[:, :P, t] = prior.view(n_states, P, A)
+                if t < H - 1:
+                    z, _ = model.imagine_step(z, prior)
+        std = th.full_like(mean, self.max_std)
+        rows = th.arange(n_states, device=device).unsqueeze(1)
+        for _ in range(self.iterations):
+            noise = th.randn((n_states, N - P, H, A), device=device, generator=generator)
+            actions[:, P:] = (mean.unsqueeze(1) + std.unsqueeze(1) * noise).clamp(-1, 1)
+            value = self.rollout_value(model, flat_latent, actions.view(n_states * N, H, A), generator).view(n_states, N)
+            value = th.nan_to_num(value, nan=0.0)
+            elite_value, elite_idx = th.topk(value, K, dim=1)
+            elite_actions = actions[rows, elite_idx]  # (E, K, H, A)
+            score = th.softmax(self.temperature * elite_value, dim=1)  # = exp(T (v - max)) normalised
+            mean = th.einsum("ek,ekha->eha", score, elite_actions)
+            variance = th.einsum("ek,ekha->eha", score, (elite_actions - mean.unsqueeze(1)) ** 2)
+            std = variance.sqrt().clamp(self.min_std, self.max_std)
+        # Act with one elite drawn by its score (DC-MPC, TD-MPC2), not with the mean.
+        chosen = th.multinomial(score, 1, generator=generator).squeeze(1)
+        action = elite_actions[th.arange(n_states, device=device), chosen, 0]
+        return PlanResult(action=action, mean=mean, std=std, elite_value=elite_value.mean(dim=1))

@@ -1,0 +1,250 @@
+"""Networks of DC-MPC: encoder, FSQ quantizer, codebook dynamics, reward, critic ensemble and actor."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch as th
+import torch.nn.functional as F
+from gymnasium import spaces
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, CombinedExtractor, FlattenExtractor
+from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
+from torch import nn
+
+from sb3_worldmodels.common.networks import ensemble_mlp, mlp
+from sb3_worldmodels.dcmpc.fsq import FSQ
+from sb3_worldmodels.dcmpc.planner import MPPIPlanner, PlanResult
+
+# Seed of the planner's noise when predict(deterministic=True): the same input then gives the same action.
+DETERMINISTIC_PLANNER_SEED = 0
+
+
+class DCMPCPolicy(BasePolicy):
+    """World model, critics and actor of DC-MPC, and the MPPI planner that acts with them.
+
+    The latent state is the flattened FSQ code of the encoder output, ``latent_dim * len(fsq_levels)``
+    values. All heads take it as input; the dynamics predict, for each of the ``latent_dim`` slots, a
+    categorical over the ``prod(fsq_levels)`` codes of the codebook.
+
+    :param observation_space: Observation space.
+    :param action_space: Box action space.
+    :param lr_schedule: Learning-rate schedule of the world model (encoder, dynamics, reward).
+    :param net_arch: Hidden layers of dynamics, reward, critics and actor (paper: ``[512, 512]``).
+    :param encoder_net_arch: Hidden layers of the encoder (paper: ``[256]``).
+    :param activation_fn: Activation of hidden layers (paper: Mish, after LayerNorm).
+    :param latent_dim: Number of FSQ latent slots ``d`` (paper: 512; 1024 for dog / humanoid).
+    :param fsq_levels: Quantization levels per FSQ channel (paper: ``[5, 3]``).
+    :param n_critics: Size of the REDQ critic ensemble (paper: 5).
+    :param actor_learning_rate: Adam learning rate of the actor (paper: 3e-4).
+    :param critic_learning_rate: Adam learning rate of the critics (paper: 3e-4).
+    :param world_model_weight_decay: AdamW weight decay of the world model (PyTorch default 0.01, as the official code).
+    :param planner_kwargs: Arguments of :class:`MPPIPlanner` (set by the algorithm from its own arguments).
+    :param features_extractor_class: Features extractor applied to observations before the encoder.
+    :param features_extractor_kwargs: Its keyword arguments.
+    :param normalize_images: Unused (images are not supported), kept for SB3 compatibility.
+    :param optimizer_class: Optimizer of actor and critics (paper: Adam).
+    :param optimizer_kwargs: Extra optimizer arguments of actor and critics.
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Box,
+        lr_schedule: Schedule,
+        net_arch: Sequence[int] | None = None,
+        encoder_net_arch: Sequence[int] = (256,),
+        activation_fn: type[nn.Module] = nn.Mish,
+        latent_dim: int = 512,
+        fsq_levels: Sequence[int] = (5, 3),
+        n_critics: int = 5,
+        actor_learning_rate: float = 3e-4,
+        critic_learning_rate: float = 3e-4,
+        world_model_weight_decay: float = 0.01,
+        planner_kwargs: dict[str, Any] | None = None,
+        features_extractor_class: type[BaseFeaturesExtractor] = FlattenExtractor,
+        features_extractor_kwargs: dict[str, Any] | None = None,
+        normalize_images: bool = True,
+        optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
+        optimizer_kwargs: dict[str, Any] | None = None,
+    ):
+        super().__init__(
+            observation_space,
+            action_space,
+            features_extractor_class,
+            features_extractor_kwargs,
+            normalize_images=normalize_images,
+            optimizer_class=optimizer_class,
+            optimizer_kwargs=optimizer_kwargs,
+            squash_output=True,
+        )
+        self.net_arch = list(net_arch) if net_arch is not None else [512, 512]
+        self.encoder_net_arch = list(encoder_net_arch)
+        self.activation_fn = activation_fn
+        self.latent_dim = latent_dim
+        self.fsq_levels = list(fsq_levels)
+        self.n_critics = n_critics
+        self.actor_learning_rate = actor_learning_rate
+        self.critic_learning_rate = critic_learning_rate
+        self.world_model_weight_decay = world_model_weight_decay
+        self.planner_kwargs = dict(planner_kwargs or {})
+        self._build(lr_schedule)
+
+    def _build(self, lr_schedule: Schedule) -> None:
+        action_dim = int(np.prod(self.action_space.shape))
+        self.features_extractor = self.make_features_extractor()
+        self.quantizer = FSQ(self.fsq_levels)
+        code_dim = self.latent_dim * self.quantizer.num_channels  # flattened latent fed to every head
+        self.code_dim = code_dim
+        act = self.activation_fn
+        self.encoder = mlp(self.features_extractor.features_dim, self.encoder_net_arch, code_dim, act)
+        self.dynamics = mlp(code_dim + action_dim, self.net_arch, self.latent_dim * self.quantizer.codebook_size, act)
+        self.reward = mlp(code_dim + action_dim, self.net_arch, 1, act)
+        self.critics = ensemble_mlp(self.n_critics, code_dim + action_dim, self.net_arch, 1, act)
+        self.actor = mlp(code_dim, self.net_arch, action_dim, act)
+        self.critics_target = copy.deepcopy(self.critics).requires_grad_(False)
+        self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
+        self.critics_target.train(False)
+        self.actor_target.train(False)
+
+        world_model = [*self.features_extractor.parameters(), *self.encoder.parameters(), *self.dynamics.parameters()]
+        world_model += list(self.reward.parameters())
+        self.world_model_optimizer = th.optim.AdamW(world_model, lr=lr_schedule(1), weight_decay=self.world_model_weight_decay)
+        self.critic_optimizer = self.optimizer_class(
+            self.critics.parameters(), lr=self.critic_learning_rate, **self.optimizer_kwargs
+        )
+        self.actor_optimizer = self.optimizer_class(self.actor.parameters(), lr=self.actor_learning_rate, **self.optimizer_kwargs)
+        self.planner = MPPIPlanner(action_dim, **self.planner_kwargs)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(
+            net_arch=self.net_arch,
+            encoder_net_arch=self.encoder_net_arch,
+            activation_fn=self.activation_fn,
+            latent_dim=self.latent_dim,
+            fsq_levels=self.fsq_levels,
+            n_critics=self.n_critics,
+            actor_learning_rate=self.actor_learning_rate,
+            critic_learning_rate=self.critic_learning_rate,
+            world_model_weight_decay=self.world_model_weight_decay,
+            planner_kwargs=self.planner_kwargs,
+            lr_schedule=self._dummy_schedule,
+            features_extractor_class=self.features_extractor_class,
+            features_extractor_kwargs=self.features_extractor_kwargs,
+        )
+        return data
+
+    # ------------------------------------------------------------------ world model
+    def encode(self, obs: PyTorchObs) -> th.Tensor:
+        """Flattened FSQ codes ``(batch, latent_dim * channels)`` of observations; straight-through gradients."""
+        z = self.encoder(self.extract_features(obs, self.features_extractor))
+        return self.quantizer(z.view(z.shape[0], self.latent_dim, self.quantizer.num_channels)).flatten(1)
+
+    def code_indices(self, codes: th.Tensor) -> th.Tensor:
+        """Codebook index of every latent slot, ``(batch, latent_dim)``."""
+        return self.quantizer.codes_to_indices(codes.view(codes.shape[0], self.latent_dim, self.quantizer.num_channels))
+
+    def dynamics_logits(self, codes: th.Tensor, action: th.Tensor) -> th.Tensor:
+        """Logits of the next code of every slot, ``(batch, latent_dim, codebook_size)`` (DC-MPC eq. 2)."""
+        logits = self.dynamics(th.cat([codes, action], dim=-1))
+        return logits.view(codes.shape[0], self.latent_dim, self.quantizer.codebook_size)
+
+    def codes_from_probs(self, probs: th.Tensor) -> th.Tensor:
+        """Map a distribution (or one-hot) over the codebook of every slot to flattened code vectors."""
+        return (probs @ self.quantizer.codebook.to(probs.dtype)).flatten(1)
+
+    def predict_reward(self, codes: th.Tensor, action: th.Tensor) -> th.Tensor:
+        return self.reward(th.cat([codes, action], dim=-1)).squeeze(-1)
+
+    def q_values(self, codes: th.Tensor, action: th.Tensor, target: bool = False) -> th.Tensor:
+        """Q-values of every critic of the ensemble, ``(n_critics, batch)``."""
+        critics = self.critics_target if target else self.critics
+        return critics(th.cat([codes, action], dim=-1)).squeeze(-1)
+
+    def act(self, codes: th.Tensor, target: bool = False) -> th.Tensor:
+        """Deterministic action of the actor (policy prior) in [-1, 1]."""
+        return th.tanh((self.actor_target if target else self.actor)(codes))
+
+    # ---------------------------------------------------------- planner interface
+    def imagine_step(self, latent: th.Tensor, action: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        """Expected next code ``softmax(logits) @ codebook`` and predicted reward (planning does not sample)."""
+        next_latent = self.codes_from_probs(th.softmax(self.dynamics_logits(latent, action), dim=-1))
+        return next_latent, self.predict_reward(latent, action)
+
+    def policy_prior(self, latent: th.Tensor) -> th.Tensor:
+        return self.act(latent)
+
+    def terminal_value(self, latent: th.Tensor, generator: th.Generator | None = None) -> th.Tensor:
+        """Average Q of two randomly chosen critics at the actor's action (DC-MPC / REDQ)."""
+        chosen = th.randperm(self.n_critics, device=latent.device, generator=generator)[: min(2, self.n_critics)]
+        return self.q_values(latent, self.act(latent))[chosen].mean(dim=0)
+
+    # ------------------------------------------------------------------- acting
+    def plan(
+        self,
+        obs: PyTorchObs,
+        previous_mean: th.Tensor | None = None,
+        episode_start: th.Tensor | None = None,
+        deterministic: bool = False,
+        exploration_std: float = 0.0,
+    ) -> PlanResult:
+        """Plan actions for a batch of observations; returns actions in [-1, 1] and the MPPI statistics.
+
+        With ``deterministic=True`` the planner's noise comes from a generator seeded with a constant, so the same
+        observation and warm start always give the same action, and no exploration noise is added.
+        """
+        n_states = next(iter(obs.values())).shape[0] if isinstance(obs, dict) else obs.shape[0]
+        generator = None
+        if deterministic:
+            generator = th.Generator(device=self.device).manual_seed(DETERMINISTIC_PLANNER_SEED)
+        with th.inference_mode():
+            latent = self.encode(obs)
+            mean = self.planner.warm_start(previous_mean, episode_start, n_states, latent.device)
+            noise_std = 0.0 if deterministic else exploration_std
+            result = self.planner.plan(self, latent, mean, policy_noise_std=noise_std, generator=generator)
+            action = result.action
+            if noise_std > 0:
+                action = (action + noise_std * th.randn_like(action)).clamp(-1, 1)
+        return result._replace(action=action)
+
+    def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> th.Tensor:
+        return self.plan(observation, deterministic=deterministic).action
+
+    def predict(
+        self,
+        observation: np.ndarray | dict[str, np.ndarray],
+        state: tuple[np.ndarray, ...] | None = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
+        """Plan an action (SB3 signature).
+
+        ``state`` is the planner's warm start, returned by the previous call, as SB3's recurrent policies return their
+        hidden state: pass it back with ``episode_start`` to warm-start MPPI from the shifted previous plan, or pass
+        ``None`` to plan from scratch. ``evaluate_policy`` does this for you.
+        """
+        self.set_training_mode(False)
+        obs_tensor, vectorized_env = self.obs_to_tensor(observation)
+        previous_mean = None if state is None else th.as_tensor(state[0], device=self.device)
+        starts = None if episode_start is None else th.as_tensor(np.asarray(episode_start, dtype=bool), device=self.device)
+        result = self.plan(obs_tensor, previous_mean, starts, deterministic, getattr(self, "exploration_std", 0.0))
+        actions = self.unscale_action(result.action.cpu().numpy().reshape((-1, *self.action_space.shape)))
+        actions = np.clip(actions, self.action_space.low, self.action_space.high)
+        new_state = (result.mean.cpu().numpy(),)
+        if not vectorized_env:
+            return actions.squeeze(axis=0), new_state
+        return actions, new_state
+
+
+MlpPolicy = DCMPCPolicy
+
+
+class MultiInputPolicy(DCMPCPolicy):
+    """DC-MPC policy for Dict observation spaces (e.g. dm_control through shimmy): keys are flattened and concatenated."""
+
+    def __init__(self, *args, features_extractor_class: type[BaseFeaturesExtractor] = CombinedExtractor, **kwargs):
+        super().__init__(*args, features_extractor_class=features_extractor_class, **kwargs)
