@@ -208,9 +208,19 @@ class DCMPC(OffPolicyAlgorithm):
             self._setup_model()
 
     # ----------------------------------------------------------------- set-up
+    @classmethod
+    def _check_spaces(cls, observation_space: spaces.Space, action_space: spaces.Space) -> None:
+        check_box_action_space(action_space, cls.__name__)
+        check_vector_observation_space(observation_space, cls.__name__)
+
+    @classmethod
+    def _wrap_env(cls, env: GymEnv, verbose: int = 0, monitor_wrapper: bool = True):
+        # Runs before SB3's own (assertion) checks, so unsupported spaces get a message saying what is supported.
+        cls._check_spaces(env.observation_space, env.action_space)
+        return super()._wrap_env(env, verbose, monitor_wrapper)
+
     def _setup_model(self) -> None:
-        check_box_action_space(self.action_space, "DCMPC")
-        check_vector_observation_space(self.observation_space, "DCMPC")
+        self._check_spaces(self.observation_space, self.action_space)
         if not issubclass(self.replay_buffer_class, SequenceReplayBuffer):
             raise ValueError(f"DCMPC samples sequences: replay_buffer_class must derive from SequenceReplayBuffer, got {self.replay_buffer_class}")
         if self.n_target_critics > self.n_critics:
@@ -232,7 +242,10 @@ class DCMPC(OffPolicyAlgorithm):
                 discount=self.gamma if self.plan_discount is None else self.plan_discount,
             ),
         )
+        # SB3 reads `n_steps` to build its own n-step buffer; DC-MPC computes n-step targets from sequences instead.
+        n_steps, self.n_steps = self.n_steps, 1
         super()._setup_model()
+        self.n_steps = n_steps
         self._n_critic_updates = getattr(self, "_n_critic_updates", 0)
         self._pretrained = getattr(self, "_pretrained", False)
         self._exploration_episodes = getattr(self, "_exploration_episodes", 0)
@@ -368,9 +381,9 @@ class DCMPC(OffPolicyAlgorithm):
             # Transitions after a termination inside the window do not count.
             alive = th.cumprod(1.0 - data.terminations[:, :H], dim=1)
             alive = th.cat([th.ones_like(alive[:, :1]), alive[:, :-1]], dim=1)
-            # Gumbel noise for the whole rollout at once.
-            uniform = th.rand(H, batch_size, policy.latent_dim, policy.quantizer.codebook_size, device=self.device)
-            gumbel = -th.log((-th.log(uniform.clamp_(min=1e-10))).clamp_(min=1e-10))
+            # Gumbel noise for the whole rollout at once (-log of Exp(1) draws; the last step samples nothing).
+            shape = (max(H - 1, 1), batch_size, policy.latent_dim, policy.quantizer.codebook_size)
+            gumbel = -th.empty(shape, device=self.device).exponential_().clamp_(min=1e-10).log_()
         first_codes = codes
         consistency_loss = reward_loss = th.zeros((), device=self.device)
         for t in range(H):
@@ -398,9 +411,9 @@ class DCMPC(OffPolicyAlgorithm):
             probs = counts / counts.sum()
             perplexity = th.exp(-(probs * th.log(probs.clamp(min=1e-12))).sum())
         return {
-            "world_model/consistency_loss": consistency_loss,
-            "world_model/reward_loss": reward_loss,
-            "world_model/loss": loss,
+            "world_model/consistency_loss": consistency_loss.detach(),
+            "world_model/reward_loss": reward_loss.detach(),
+            "world_model/loss": loss.detach(),
             "world_model/grad_norm": grad_norm,
             "world_model/codebook_usage": (counts > 0).float().mean(),
             "world_model/codebook_perplexity": perplexity,
@@ -417,20 +430,20 @@ class DCMPC(OffPolicyAlgorithm):
             codes, next_codes = policy.encode(both).view(-1, 2, policy.code_dim).unbind(dim=1)
             noise = (self.target_policy_noise * th.randn_like(data.actions[:, 0])).clamp(-self.target_noise_clip, self.target_noise_clip)
             next_action = (policy.act(next_codes, target=True) + noise).clamp(-1, 1)
-            next_q = policy.q_values(next_codes, next_action, target=True)[self._random_critics()].min(dim=0).values
+            next_q = policy.q_values(next_codes, next_action, target=True, members=self._random_critics()).min(dim=0).values
             target_q = n_step_targets(data.rewards[:, :n], data.terminations[:, :n], next_q, self.gamma)
         q_values = policy.q_values(codes, data.actions[:, 0])
         critic_loss = F.mse_loss(q_values, target_q.unsqueeze(0).expand_as(q_values))
         grad_norm = self._clip_and_step(policy.critic_optimizer, critic_loss)
-        stats = {"train/critic_loss": critic_loss, "train/q_mean": q_values.mean(), "train/critic_grad_norm": grad_norm}
+        stats = {"train/critic_loss": critic_loss.detach(), "train/q_mean": q_values.detach().mean(), "train/critic_grad_norm": grad_norm}
         return stats, codes
 
     def _update_actor(self, codes: th.Tensor) -> dict[str, th.Tensor]:
         """TD3-style deterministic policy gradient through the average of two random critics, on detached codes."""
         policy = self.policy
         policy.critics.requires_grad_(False)
-        q_values = policy.q_values(codes, policy.act(codes))[self._random_critics()]
+        q_values = policy.q_values(codes, policy.act(codes), members=self._random_critics())
         actor_loss = -q_values.mean()
         self._clip_and_step(policy.actor_optimizer, actor_loss)
         policy.critics.requires_grad_(True)
-        return {"train/actor_loss": actor_loss}
+        return {"train/actor_loss": actor_loss.detach()}

@@ -15,7 +15,7 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, Combine
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
-from sb3_worldmodels.common.networks import ensemble_mlp, mlp
+from sb3_worldmodels.common.networks import EnsembleMLP, Mish, mlp
 from sb3_worldmodels.dcmpc.fsq import FSQ
 from sb3_worldmodels.dcmpc.planner import MPPIPlanner, PlanResult
 
@@ -57,7 +57,7 @@ class DCMPCPolicy(BasePolicy):
         lr_schedule: Schedule,
         net_arch: Sequence[int] | None = None,
         encoder_net_arch: Sequence[int] = (256,),
-        activation_fn: type[nn.Module] = nn.Mish,
+        activation_fn: type[nn.Module] = Mish,
         latent_dim: int = 512,
         fsq_levels: Sequence[int] = (5, 3),
         n_critics: int = 5,
@@ -103,7 +103,7 @@ class DCMPCPolicy(BasePolicy):
         self.encoder = mlp(self.features_extractor.features_dim, self.encoder_net_arch, code_dim, act)
         self.dynamics = mlp(code_dim + action_dim, self.net_arch, self.latent_dim * self.quantizer.codebook_size, act)
         self.reward = mlp(code_dim + action_dim, self.net_arch, 1, act)
-        self.critics = ensemble_mlp(self.n_critics, code_dim + action_dim, self.net_arch, 1, act)
+        self.critics = EnsembleMLP(self.n_critics, code_dim + action_dim, self.net_arch, 1, act)
         self.actor = mlp(code_dim, self.net_arch, action_dim, act)
         self.critics_target = copy.deepcopy(self.critics).requires_grad_(False)
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
@@ -160,10 +160,12 @@ class DCMPCPolicy(BasePolicy):
     def predict_reward(self, codes: th.Tensor, action: th.Tensor) -> th.Tensor:
         return self.reward(th.cat([codes, action], dim=-1)).squeeze(-1)
 
-    def q_values(self, codes: th.Tensor, action: th.Tensor, target: bool = False) -> th.Tensor:
-        """Q-values of every critic of the ensemble, ``(n_critics, batch)``."""
+    def q_values(
+        self, codes: th.Tensor, action: th.Tensor, target: bool = False, members: th.Tensor | None = None
+    ) -> th.Tensor:
+        """Q-values of every critic of the ensemble (or of ``members`` only), ``(n_members, batch)``."""
         critics = self.critics_target if target else self.critics
-        return critics(th.cat([codes, action], dim=-1)).squeeze(-1)
+        return critics(th.cat([codes, action], dim=-1), members).squeeze(-1)
 
     def act(self, codes: th.Tensor, target: bool = False) -> th.Tensor:
         """Deterministic action of the actor (policy prior) in [-1, 1]."""
@@ -181,7 +183,7 @@ class DCMPCPolicy(BasePolicy):
     def terminal_value(self, latent: th.Tensor, generator: th.Generator | None = None) -> th.Tensor:
         """Average Q of two randomly chosen critics at the actor's action (DC-MPC / REDQ)."""
         chosen = th.randperm(self.n_critics, device=latent.device, generator=generator)[: min(2, self.n_critics)]
-        return self.q_values(latent, self.act(latent))[chosen].mean(dim=0)
+        return self.q_values(latent, self.act(latent), members=chosen).mean(dim=0)
 
     # ------------------------------------------------------------------- acting
     def plan(

@@ -1,0 +1,123 @@
+"""Speed and memory of DC-MPC's two hot calls: one MPPI planning call and one gradient update.
+
+    python benchmarks/dcmpc_speed.py [--size paper|pendulum-cpu] [--threads 2] [--repeats 5]
+
+For each call it reports the matrix-product FLOPs (counted by ``torch.utils.flop_counter`` from the layer
+sizes actually run, backward included), the fp32 matmul rate of this machine measured in the same run, the
+"floor" time FLOPs / rate, the median measured time after warm-up, and their ratio. It also reports the
+process's peak resident memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import time
+
+import gymnasium as gym
+import numpy as np
+import torch as th
+from torch.utils.flop_counter import FlopCounterMode
+
+from sb3_worldmodels import DCMPC
+from sb3_worldmodels.presets import DCMPC_PENDULUM_CPU
+
+
+def matmul_rate(dtype: th.dtype, size: int = 1024, repeats: int = 20) -> float:
+    """FLOP/s of square matrix products of ``size`` in ``dtype``."""
+    a, b = th.randn(size, size, dtype=dtype), th.randn(size, size, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - start)
+    return 2 * size**3 / statistics.median(times)
+
+
+def median_time(fn, repeats: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def count_flops(fn) -> int:
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def build(size: str) -> DCMPC:
+    if size == "paper":
+        # walker-walk: obs 24, action 6; every network size is the paper default.
+        env = gym.make("Pendulum-v1")  # replaced below by a Box env of walker's sizes
+        env = gym.wrappers.TransformObservation(
+            env, lambda o: np.zeros(24, np.float32), gym.spaces.Box(-np.inf, np.inf, (24,), np.float32)
+        )
+        env.action_space = gym.spaces.Box(-1, 1, (6,), np.float32)
+        return DCMPC("MlpPolicy", env, buffer_size=10_000, learning_starts=0, device="cpu")
+    return DCMPC("MlpPolicy", "Pendulum-v1", device="cpu", **{**DCMPC_PENDULUM_CPU, "learning_starts": 0})
+
+
+def fill_buffer(model: DCMPC, n: int) -> None:
+    buffer = model.replay_buffer
+    obs_dim = model.observation_space.shape[0]
+    act_dim = model.action_space.shape[0]
+    for k in range(n):
+        obs = np.random.randn(1, obs_dim).astype(np.float32)
+        buffer.add(obs, obs, np.random.uniform(-1, 1, (1, act_dim)), np.random.randn(1), np.array([k % 500 == 499]), [{}])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", choices=["paper", "pendulum-cpu"], default="paper")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    th.set_num_threads(args.threads)
+    th.manual_seed(0)
+    np.random.seed(0)
+
+    model = build(args.size)
+    fill_buffer(model, 2000)
+    model._pretrained = True  # time one regular update, not the pretraining burst
+    obs = np.random.randn(1, model.observation_space.shape[0]).astype(np.float32)
+    obs_tensor = th.as_tensor(obs)
+
+    def plan():
+        model.policy.plan(obs_tensor, deterministic=False, exploration_std=0.1)
+
+    def update():
+        model.train(gradient_steps=1, batch_size=model.batch_size)
+
+    # The actor is updated every 2nd step: time and count two updates, report per update.
+    def two_updates():
+        update()
+        update()
+
+    fp32 = matmul_rate(th.float32)
+    bf16 = matmul_rate(th.bfloat16)
+    rows = []
+    for name, fn, per_call in (("planning call", plan, 1), ("gradient update", two_updates, 2)):
+        flops = count_flops(fn) / per_call
+        seconds = median_time(fn, args.repeats) / per_call
+        floor = flops / fp32
+        rows.append((name, flops, floor, seconds))
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"size={args.size} threads={args.threads} torch={th.__version__}")
+    print(f"matmul rate: fp32 {fp32 / 1e9:.0f} GFLOP/s, bf16 {bf16 / 1e9:.0f} GFLOP/s")
+    print("| call | GFLOP | fp32 floor (ms) | measured median (ms) | measured / floor |")
+    print("| --- | --- | --- | --- | --- |")
+    for name, flops, floor, seconds in rows:
+        print(f"| {name} | {flops / 1e9:.2f} | {floor * 1e3:.1f} | {seconds * 1e3:.1f} | {seconds / floor:.2f} |")
+    print(f"peak resident memory: {peak_mib:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+"""Learning curves on Pendulum-v1: DC-MPC (CPU preset) against SB3's SAC, same seeds and env-step budget.
+
+Usage::
+
+    python benchmarks/pendulum_learning.py --algo dcmpc --seeds 0 1 2 --steps 10000 --out benchmarks/results
+    python benchmarks/pendulum_learning.py --algo sac --seeds 0 1 2 --steps 20000 --out benchmarks/results
+    python benchmarks/pendulum_learning.py --plot benchmarks/results   # table + PNG
+
+Every ``--eval-freq`` env steps the deterministic policy is evaluated on ``--eval-episodes`` fresh episodes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch as th
+from stable_baselines3 import SAC
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.evaluation import evaluate_policy
+
+from sb3_worldmodels import DCMPC
+from sb3_worldmodels.presets import DCMPC_PENDULUM_CPU
+
+THRESHOLD = -200.0
+
+
+class EvalCurve(BaseCallback):
+    def __init__(self, eval_env: gym.Env, eval_freq: int, n_episodes: int):
+        super().__init__()
+        self.eval_env, self.eval_freq, self.n_episodes = eval_env, eval_freq, n_episodes
+        self.steps: list[int] = []
+        self.returns: list[float] = []
+        self.start = time.time()
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps % self.eval_freq == 0:
+            mean, _ = evaluate_policy(self.model, self.eval_env, n_eval_episodes=self.n_episodes, deterministic=True)
+            self.steps.append(self.num_timesteps)
+            self.returns.append(float(mean))
+            print(f"{self.num_timesteps:>7d} steps  eval {mean:8.1f}  ({time.time() - self.start:.0f} s)", flush=True)
+        return True
+
+
+def run(algo: str, seed: int, steps: int, eval_freq: int, eval_episodes: int, override: dict, verbose: int = 0) -> dict:
+    env = gym.make("Pendulum-v1")
+    eval_env = gym.make("Pendulum-v1")
+    eval_env.reset(seed=10_000 + seed)
+    if algo == "dcmpc":
+        model = DCMPC("MlpPolicy", env, seed=seed, verbose=verbose, **{**DCMPC_PENDULUM_CPU, **override})
+    else:  # SB3's SAC with its defaults (as the RL Zoo runs it on Pendulum-v1, except learning_starts=100 default)
+        model = SAC("MlpPolicy", env, seed=seed, verbose=verbose, **override)
+    callback = EvalCurve(eval_env, eval_freq, eval_episodes)
+    start = time.time()
+    model.learn(steps, callback=callback, log_interval=2)
+    return dict(algo=algo, seed=seed, override=override, steps=callback.steps, returns=callback.returns, wall_s=time.time() - start)
+
+
+def first_crossing(steps: list[int], returns: list[float]) -> int | None:
+    for step, value in zip(steps, returns):
+        if value >= THRESHOLD:
+            return step
+    return None
+
+
+def plot(folder: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for algo, color in (("dcmpc", "tab:blue"), ("sac", "tab:orange")):
+        group = [r for r in runs if r["algo"] == algo]
+        if not group:
+            continue
+        n = min(len(r["steps"]) for r in group)
+        steps = np.array(group[0]["steps"][:n])
+        returns = np.array([r["returns"][:n] for r in group])
+        ax.plot(steps, returns.mean(0), color=color, label=f"{algo.upper()} ({len(group)} seeds)")
+        ax.fill_between(steps, returns.min(0), returns.max(0), color=color, alpha=0.2)
+        print(f"\n{algo}: mean eval return (min..max over seeds)")
+        for s, row in zip(steps, returns.T):
+            print(f"| {s} | {row.mean():.0f} | {row.min():.0f} .. {row.max():.0f} |")
+        crossings = [first_crossing(r["steps"], r["returns"]) for r in group]
+        print(f"first step at >= {THRESHOLD}: {crossings}; wall-clock s: {[round(r['wall_s']) for r in group]}")
+    ax.axhline(THRESHOLD, color="gray", linestyle="--", linewidth=1)
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("mean evaluation return")
+    ax.set_title("Pendulum-v1")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(folder / "pendulum_learning.png", dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--algo", choices=["dcmpc", "sac"])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--steps", type=int, default=10_000)
+    parser.add_argument("--eval-freq", type=int, default=1000)
+    parser.add_argument("--eval-episodes", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--override", type=json.loads, default={}, help="JSON dict of constructor arguments to change")
+    parser.add_argument("--verbose", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--plot", type=Path, default=None)
+    args = parser.parse_args()
+    if args.plot is not None:
+        plot(args.plot)
+        return
+    th.set_num_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    for seed in args.seeds:
+        result = run(args.algo, seed, args.steps, args.eval_freq, args.eval_episodes, args.override, args.verbose)
+        (args.out / f"{args.algo}_seed{seed}.json").write_text(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,176 @@
+"""DC-MPC components against hand-computed cases: FSQ, n-step targets, ensembles, MPPI."""
+
+from __future__ import annotations
+
+import pytest
+import torch as th
+
+from sb3_worldmodels.common.networks import EnsembleLinear, ensemble_mlp, mlp
+from sb3_worldmodels.common.returns import n_step_targets
+from sb3_worldmodels.dcmpc.fsq import FSQ
+from sb3_worldmodels.dcmpc.planner import MPPIPlanner
+
+
+# ------------------------------------------------------------------------------------------- FSQ
+def test_fsq_codebook_has_15_ordered_codes():
+    fsq = FSQ([5, 3])
+    assert fsq.codebook_size == 15
+    assert fsq.codebook.shape == (15, 2)
+    assert set(fsq.codebook[:, 0].tolist()) == {-1.0, -0.5, 0.0, 0.5, 1.0}
+    assert set(fsq.codebook[:, 1].tolist()) == {-1.0, 0.0, 1.0}
+    # index = level_index_0 * 1 + level_index_1 * 5
+    assert fsq.codebook[0].tolist() == [-1.0, -1.0]
+    assert fsq.codebook[1].tolist() == [-0.5, -1.0]
+    assert fsq.codebook[5].tolist() == [-1.0, 0.0]
+    assert fsq.codebook[14].tolist() == [1.0, 1.0]
+
+
+def test_fsq_values_match_hand_computation():
+    fsq = FSQ([5, 3])
+    z = th.tensor([[0.0, 0.0], [0.3, 0.3], [0.6, 0.6], [5.0, 5.0], [-5.0, -0.6]])
+    # Channel 0: tanh(z) * 2.002 rounded, / 2.  Channel 1: tanh(z) * 1.001 rounded, / 1.
+    # tanh(0.3) = 0.2913 -> 0.583 -> 1 -> 0.5 ; 0.2916 -> 0
+    # tanh(0.6) = 0.5370 -> 1.075 -> 1 -> 0.5 ; 0.5375 -> 1
+    expected = th.tensor([[0.0, 0.0], [0.5, 0.0], [0.5, 1.0], [1.0, 1.0], [-1.0, -1.0]])
+    assert th.equal(fsq(z), expected)
+    assert fsq.codes_to_indices(expected).tolist() == [7, 8, 13, 14, 0]
+
+
+def test_fsq_indices_round_trip():
+    fsq = FSQ([5, 3])
+    idx = th.arange(15)
+    assert th.equal(fsq.codes_to_indices(fsq.indices_to_codes(idx)), idx)
+    z = th.randn(100, 7, 2) * 3
+    codes = fsq(z)
+    assert th.equal(fsq.indices_to_codes(fsq.codes_to_indices(codes)), codes)
+
+
+def test_fsq_even_levels_use_an_offset():
+    fsq = FSQ([4])
+    codes = fsq(th.linspace(-6, 6, 101).unsqueeze(-1))
+    assert set(codes.squeeze(-1).tolist()) == {-1.0, -0.5, 0.0, 0.5}
+
+
+def test_fsq_gradient_is_straight_through_the_rounding():
+    fsq = FSQ([5, 3])
+    z = th.tensor([[0.3, -0.2]], requires_grad=True)
+    fsq(z).sum().backward()
+    # d/dz [tanh(z) * half / (L // 2)] = (1 - tanh^2 z) * half / (L // 2): rounding contributes identity.
+    half = th.tensor([2.002, 1.001])
+    expected = (1 - th.tanh(z.detach()) ** 2) * half / th.tensor([2.0, 1.0])
+    assert th.allclose(z.grad, expected)
+
+
+# -------------------------------------------------------------------------------------- returns
+def test_n_step_targets_hand_computed():
+    gamma = 0.5
+    rewards = th.tensor([[1.0, 2.0, 4.0], [1.0, 2.0, 4.0], [1.0, 2.0, 4.0]])
+    terminations = th.tensor([[0.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    bootstrap = th.tensor([8.0, 8.0, 8.0])
+    targets = n_step_targets(rewards, terminations, bootstrap, gamma)
+    # 1 + .5*2 + .25*4 + .125*8 = 4 ; terminated at step 1: 1 + .5*2 = 2 ; terminated at step 2: 1 + 1 + 1 = 3
+    assert targets.tolist() == [4.0, 2.0, 3.0]
+
+
+def test_one_step_target_is_discounted():
+    # The official DC-MPC code leaves gamma out of its 1-step target; ours applies it.
+    targets = n_step_targets(th.tensor([[1.0]]), th.tensor([[0.0]]), th.tensor([10.0]), 0.99)
+    assert targets.item() == pytest.approx(1.0 + 0.99 * 10.0)
+
+
+# ------------------------------------------------------------------------------------ ensembles
+def test_ensemble_mlp_equals_separate_mlps():
+    th.manual_seed(0)
+    n, batch = 5, 7
+    ensemble = ensemble_mlp(n, 4, [8, 8], 1)
+    x = th.randn(batch, 4)
+    out = ensemble(x)
+    assert out.shape == (n, batch, 1)
+    for i in range(n):
+        single = mlp(4, [8, 8], 1)
+        linear_idx = [0, 3, 6]
+        for layer_idx in linear_idx:
+            single[layer_idx].weight.data = ensemble[layer_idx].weight.data[i].T
+            single[layer_idx].bias.data = ensemble[layer_idx].bias.data[i, 0]
+        for norm_idx in [1, 4]:
+            single[norm_idx].weight.data = ensemble[norm_idx].weight.data[i, 0]
+            single[norm_idx].bias.data = ensemble[norm_idx].bias.data[i, 0]
+        assert th.allclose(single(x), out[i], rtol=1e-5, atol=1e-6)
+
+
+def test_ensemble_linear_members_are_independent():
+    layer = EnsembleLinear(3, 2, 2)
+    x = th.randn(3, 4, 2, requires_grad=True)
+    layer(x)[1].sum().backward()
+    assert layer.weight.grad[0].abs().sum() == 0 and layer.weight.grad[2].abs().sum() == 0
+    assert layer.weight.grad[1].abs().sum() > 0
+
+
+# ----------------------------------------------------------------------------------------- MPPI
+class PointMass:
+    """Toy latent model: x' = x + a, reward -|x' - goal|^2; the best plan walks to the goal."""
+
+    def __init__(self, goal: th.Tensor, prior_action: th.Tensor | None = None):
+        self.goal = goal
+        self.prior_action = prior_action
+
+    def imagine_step(self, latent, action):
+        nxt = latent + action
+        return nxt, -((nxt - self.goal) ** 2).sum(-1)
+
+    def policy_prior(self, latent):
+        if self.prior_action is None:
+            return th.zeros_like(latent)
+        return self.prior_action.expand_as(latent)
+
+    def terminal_value(self, latent, generator):
+        return -((latent - self.goal) ** 2).sum(-1)
+
+
+def test_mppi_finds_the_optimum_of_a_toy_problem():
+    th.manual_seed(0)
+    goal = th.tensor([0.7, -0.4])
+    planner = MPPIPlanner(action_dim=2, horizon=3, iterations=6, num_samples=512, num_elites=64, num_policy_trajs=24)
+    start = th.zeros(1, 2)
+    result = planner.plan(PointMass(goal), start, planner.warm_start(None, None, 1, start.device))
+    # Reaching the goal in the first step and staying there is optimal: a_0 = goal, a_1 = a_2 = 0.
+    assert th.allclose(result.mean[0, 0], goal, atol=0.05)
+    assert th.allclose(result.mean[0, 1:], th.zeros(2, 2), atol=0.1)
+    assert th.allclose(result.action[0], goal, atol=0.15)
+    assert th.all(result.std <= 2.0) and th.all(result.std >= 0.05)
+
+
+def test_mppi_plans_every_state_of_a_batch_independently():
+    th.manual_seed(0)
+    goal = th.tensor([0.5])
+    planner = MPPIPlanner(action_dim=1, num_samples=256, num_elites=32, num_policy_trajs=8)
+    start = th.tensor([[0.0], [0.3], [-0.3]])
+    result = planner.plan(PointMass(goal), start, planner.warm_start(None, None, 3, start.device))
+    assert th.allclose(result.mean[:, 0, 0], goal - start[:, 0], atol=0.05)
+
+
+def test_mppi_uses_the_policy_prior():
+    th.manual_seed(0)
+    goal = th.tensor([0.9])
+    planner = MPPIPlanner(action_dim=1, horizon=1, iterations=1, num_samples=16, num_elites=1, num_policy_trajs=1, max_std=0.1)
+    start = th.zeros(1, 1)
+    # The Gaussian samples stay near 0 (std 0.1): only the prior's trajectory reaches the goal.
+    result = planner.plan(PointMass(goal, prior_action=goal), start, planner.warm_start(None, None, 1, start.device))
+    assert th.allclose(result.action, goal.view(1, 1))
+
+
+def test_mppi_warm_start_shifts_and_resets():
+    planner = MPPIPlanner(action_dim=1, horizon=3)
+    previous = th.tensor([[[1.0], [2.0], [3.0]], [[4.0], [5.0], [6.0]]])
+    mean = planner.warm_start(previous, th.tensor([False, True]), 2, previous.device)
+    assert mean[:, :, 0].tolist() == [[2.0, 3.0, 0.0], [0.0, 0.0, 0.0]]
+
+
+def test_mppi_is_repeatable_with_a_seeded_generator():
+    goal = th.tensor([0.2, 0.1])
+    planner = MPPIPlanner(action_dim=2, num_samples=64, num_elites=8, num_policy_trajs=4)
+    start = th.zeros(2, 2)
+    mean = planner.warm_start(None, None, 2, start.device)
+    a = planner.plan(PointMass(goal), start, mean, generator=th.Generator().manual_seed(3))
+    b = planner.plan(PointMass(goal), start, mean, generator=th.Generator().manual_seed(3))
+    assert th.equal(a.action, b.action) and th.equal(a.mean, b.mean)

@@ -1,0 +1,314 @@
+"""DC-MPC as an SB3 algorithm: construction, acting, updates, logging, save/load and SB3 pipelines."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.callbacks import CheckpointCallback, EvalCallback
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.logger import configure
+from stable_baselines3.common.vec_env import VecNormalize
+
+from sb3_worldmodels import DCMPC
+
+
+class ToyEnv(gym.Env):
+    """A 1-D env with configurable spaces, for construction checks."""
+
+    def __init__(self, observation_space: spaces.Space, action_space: spaces.Space):
+        self.observation_space, self.action_space = observation_space, action_space
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return self.observation_space.sample(), {}
+
+    def step(self, action):
+        return self.observation_space.sample(), 0.0, False, False, {}
+
+
+VECTOR = spaces.Box(-1, 1, (3,), np.float32)
+ACTION = spaces.Box(-1, 1, (1,), np.float32)
+
+
+# ------------------------------------------------------------------------------ construction
+@pytest.mark.parametrize(
+    "observation_space, action_space, message",
+    [
+        (VECTOR, spaces.Discrete(3), "Box action"),
+        (VECTOR, spaces.MultiDiscrete([2, 2]), "Box action"),
+        (VECTOR, spaces.Box(-np.inf, np.inf, (1,)), "finite bounds"),
+        (spaces.Box(0, 255, (64, 64, 3), np.uint8), ACTION, "looks like an image"),
+        (spaces.Discrete(4), ACTION, "Box of vector observations"),
+        (spaces.Tuple([VECTOR, VECTOR]), ACTION, "Box of vector observations"),
+        (spaces.Dict({"image": spaces.Box(0, 255, (3, 32, 32), np.uint8)}), ACTION, "looks like an image"),
+    ],
+)
+def test_unsupported_spaces_fail_at_construction(observation_space, action_space, message, tiny_dcmpc_kwargs):
+    policy = "MultiInputPolicy" if isinstance(observation_space, spaces.Dict) else "MlpPolicy"
+    with pytest.raises(ValueError, match=message):
+        DCMPC(policy, ToyEnv(observation_space, action_space), **tiny_dcmpc_kwargs)
+
+
+def test_paper_defaults():
+    model = DCMPC("MlpPolicy", "Pendulum-v1", buffer_size=1000, device="cpu")
+    policy = model.policy
+    assert policy.latent_dim == 512 and policy.fsq_levels == [5, 3] and policy.quantizer.codebook_size == 15
+    assert policy.dynamics[-1].out_features == 512 * 15
+    assert policy.encoder[0].out_features == 256 and policy.net_arch == [512, 512]
+    assert policy.critics.n == 5
+    planner = policy.planner
+    assert (planner.horizon, planner.iterations, planner.num_samples, planner.num_elites) == (3, 6, 512, 64)
+    assert (planner.num_policy_trajs, planner.temperature, planner.min_std, planner.max_std) == (24, 0.5, 0.05, 2.0)
+    assert (model.horizon, model.rho, model.batch_size, model.gamma, model.tau, model.n_steps) == (5, 0.9, 512, 0.99, 0.005, 1)
+    assert policy.world_model_optimizer.param_groups[0]["lr"] == 1e-4
+    assert policy.actor_optimizer.param_groups[0]["lr"] == 3e-4 and policy.critic_optimizer.param_groups[0]["lr"] == 3e-4
+
+
+def test_exploration_noise_decays_linearly_over_episodes(tiny_dcmpc_kwargs):
+    model = DCMPC("MlpPolicy", "Pendulum-v1", exploration_noise_episodes=10, **tiny_dcmpc_kwargs)
+    values = []
+    for episodes in (0, 5, 10, 20):
+        model._exploration_episodes = episodes
+        values.append(model.exploration_std)
+    assert values == pytest.approx([1.0, 0.55, 0.1, 0.1])
+
+
+# ------------------------------------------------------------------------------------ acting
+@pytest.fixture(scope="module")
+def trained_model():
+    from conftest import TINY_DCMPC
+
+    model = DCMPC("MlpPolicy", "Pendulum-v1", seed=0, **TINY_DCMPC)
+    model.learn(120)
+    return model
+
+
+def test_predict_single_and_batch(trained_model):
+    env = gym.make("Pendulum-v1")
+    obs, _ = env.reset(seed=0)
+    action, state = trained_model.predict(obs, deterministic=True)
+    assert action.shape == (1,) and env.action_space.contains(action.astype(np.float32))
+    assert state[0].shape == (1, 2, 1)
+    batch = np.stack([obs, obs * 0.5, -obs])
+    actions, state = trained_model.predict(batch, deterministic=True)
+    assert actions.shape == (3, 1) and state[0].shape == (3, 2, 1)
+    # Each row of a batch is planned as if it were alone.
+    np.testing.assert_allclose(actions[0], action, atol=1e-5)
+
+
+def test_deterministic_predict_is_repeatable(trained_model):
+    obs = np.array([0.3, -0.9, 0.5], dtype=np.float32)
+    first, _ = trained_model.predict(obs, deterministic=True)
+    for _ in range(3):
+        again, _ = trained_model.predict(obs, deterministic=True)
+        np.testing.assert_array_equal(first, again)
+    stochastic = {float(trained_model.predict(obs, deterministic=False)[0][0]) for _ in range(5)}
+    assert len(stochastic) > 1
+
+
+def test_warm_start_state_is_carried_and_reset_at_episode_start(trained_model):
+    obs = np.array([[0.3, -0.9, 0.5]], dtype=np.float32)
+    cold, state = trained_model.predict(obs, deterministic=True)
+    assert np.abs(state[0]).sum() > 0
+    reset, _ = trained_model.predict(obs, state=state, episode_start=np.array([True]), deterministic=True)
+    np.testing.assert_array_equal(cold, reset)
+
+
+def test_evaluate_policy_runs_with_warm_start(trained_model):
+    mean, std = evaluate_policy(trained_model, gym.make("Pendulum-v1"), n_eval_episodes=1)
+    assert np.isfinite(mean) and -2000 < mean <= 0
+
+
+# ----------------------------------------------------------------------------------- updates
+def test_target_indices_are_the_fsq_indices_of_the_encoder_output(tiny_dcmpc_kwargs):
+    tiny_dcmpc_kwargs["policy_kwargs"]["latent_dim"] = 2
+    model = DCMPC("MlpPolicy", "Pendulum-v1", **tiny_dcmpc_kwargs)
+    policy = model.policy
+    # Encoder output z = [[0, 0], [5, -5]] for every observation: codes (0, 0) and (1, -1).
+    policy.encoder = th.nn.Sequential(th.nn.Linear(3, 4))
+    with th.no_grad():
+        policy.encoder[0].weight.zero_()
+        policy.encoder[0].bias.copy_(th.tensor([0.0, 0.0, 5.0, -5.0]))
+    codes = policy.encode(th.zeros(2, 3))
+    assert codes[0].tolist() == [0.0, 0.0, 1.0, -1.0]
+    # index = level_index_0 + 5 * level_index_1: (2 + 5 * 1) = 7 and (4 + 5 * 0) = 4
+    assert policy.code_indices(codes).tolist() == [[7, 4], [7, 4]]
+
+
+def _snapshot(module: th.nn.Module) -> list[th.Tensor]:
+    return [p.detach().clone() for p in module.parameters()]
+
+
+def _changed(module: th.nn.Module, before: list[th.Tensor]) -> bool:
+    return any(not th.equal(p, q) for p, q in zip(module.parameters(), before))
+
+
+def test_each_update_changes_only_its_own_networks(tiny_dcmpc_kwargs):
+    model = DCMPC("MlpPolicy", "Pendulum-v1", seed=0, **tiny_dcmpc_kwargs)
+    model.learn(60)
+    policy = model.policy
+    data = model.replay_buffer.sample_sequences(16, model.horizon)
+    parts = ["encoder", "dynamics", "reward", "critics", "actor", "critics_target", "actor_target"]
+    before = {name: _snapshot(getattr(policy, name)) for name in parts}
+    model._update_world_model(data)
+    assert {n for n in parts if _changed(getattr(policy, n), before[n])} == {"encoder", "dynamics", "reward"}
+    before = {name: _snapshot(getattr(policy, name)) for name in parts}
+    _, codes = model._update_critics(data)
+    assert {n for n in parts if _changed(getattr(policy, n), before[n])} == {"critics"}
+    before = {name: _snapshot(getattr(policy, name)) for name in parts}
+    model._update_actor(codes)
+    assert {n for n in parts if _changed(getattr(policy, n), before[n])} == {"actor"}
+
+
+def test_world_model_losses_fall_on_a_fixed_batch(tiny_dcmpc_kwargs):
+    model = DCMPC("MlpPolicy", "Pendulum-v1", seed=0, learning_rate=3e-3, **tiny_dcmpc_kwargs)
+    model.learn(60)
+    data = model.replay_buffer.sample_sequences(16, model.horizon)
+    first = model._update_world_model(data)
+    for _ in range(150):
+        last = model._update_world_model(data)
+    # The targets move with the encoder, so the cross-entropy falls more slowly than the reward error.
+    assert last["world_model/consistency_loss"] < 0.8 * first["world_model/consistency_loss"]
+    assert last["world_model/reward_loss"] < 0.5 * first["world_model/reward_loss"]
+
+
+def test_logs_losses_planner_statistics_and_codebook_usage(tmp_path, tiny_dcmpc_kwargs):
+    model = DCMPC("MlpPolicy", "Pendulum-v1", seed=0, **tiny_dcmpc_kwargs)
+    model.set_logger(configure(str(tmp_path), ["csv"]))
+    model.learn(400, log_interval=1)
+    with open(tmp_path / "progress.csv") as f:
+        rows = list(csv.DictReader(f))
+    keys = set(rows[-1])
+    expected = {
+        "world_model/consistency_loss", "world_model/reward_loss", "world_model/codebook_usage",
+        "world_model/codebook_perplexity", "train/critic_loss", "train/actor_loss", "train/exploration_std",
+        "planner/elite_value", "planner/std", "rollout/ep_rew_mean", "time/fps",
+    }  # fmt: skip
+    assert expected <= keys
+    usage = float(rows[-1]["world_model/codebook_usage"])
+    assert 0 < usage <= 1
+
+
+# --------------------------------------------------------------------------------- save/load
+def test_save_load_gives_the_same_deterministic_actions(tmp_path, trained_model):
+    obs = np.stack([gym.make("Pendulum-v1").observation_space.sample() for _ in range(4)])
+    expected, _ = trained_model.predict(obs, deterministic=True)
+    trained_model.save(tmp_path / "model")
+    loaded = DCMPC.load(tmp_path / "model", device="cpu")
+    actions, _ = loaded.predict(obs, deterministic=True)
+    np.testing.assert_array_equal(actions, expected)
+    assert loaded.policy.latent_dim == trained_model.policy.latent_dim
+    assert loaded.num_samples == trained_model.num_samples
+
+
+@pytest.mark.skipif(not th.cuda.is_available(), reason="needs CUDA")
+def test_save_load_on_cuda(tmp_path, trained_model):
+    obs = np.zeros((2, 3), dtype=np.float32)
+    trained_model.save(tmp_path / "model")
+    on_cuda = DCMPC.load(tmp_path / "model", device="cuda")
+    actions, _ = on_cuda.predict(obs, deterministic=True)
+    on_cuda.save(tmp_path / "cuda_model")
+    back, _ = DCMPC.load(tmp_path / "cuda_model", device="cpu").predict(obs, deterministic=True)
+    np.testing.assert_allclose(actions, back, atol=1e-4)
+
+
+def test_replay_buffer_round_trip_and_resumed_training(tmp_path, tiny_dcmpc_kwargs):
+    model = DCMPC("MlpPolicy", "Pendulum-v1", seed=0, **tiny_dcmpc_kwargs)
+    model.learn(100)
+    model.save(tmp_path / "model")
+    model.save_replay_buffer(tmp_path / "buffer")
+    stored = model.replay_buffer.size()
+    # Resume in a fresh process, as a user would after an interruption.
+    script = f"""
+import gymnasium as gym
+from sb3_worldmodels import DCMPC
+model = DCMPC.load({str(tmp_path / 'model')!r}, env=gym.make("Pendulum-v1"))
+model.load_replay_buffer({str(tmp_path / 'buffer')!r})
+assert model.replay_buffer.size() == {stored}, model.replay_buffer.size()
+assert model.num_timesteps == 100
+model.learn(50, reset_num_timesteps=False)
+assert model.num_timesteps == 150, model.num_timesteps
+assert model.replay_buffer.size() == {stored} + 50
+# The episode cut by the interruption is closed as a truncation, not joined to the new one.
+assert model.replay_buffer.timeouts[99, 0] == 1 and model.replay_buffer.dones[99, 0] == 1
+print("resumed", model._n_updates)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    n_updates = int(result.stdout.split()[-1])
+    assert n_updates == model._n_updates + 50
+
+
+# ---------------------------------------------------------------------------------- pipelines
+def test_runs_in_an_sb3_pipeline(tmp_path, tiny_dcmpc_kwargs):
+    env = make_vec_env("Pendulum-v1", n_envs=2, seed=0)
+    eval_env = make_vec_env("Pendulum-v1", n_envs=1, seed=1)
+    model = DCMPC("MlpPolicy", env, seed=0, tensorboard_log=str(tmp_path / "tb"), **tiny_dcmpc_kwargs)
+    callbacks = [
+        EvalCallback(eval_env, eval_freq=100, n_eval_episodes=1, log_path=str(tmp_path / "eval")),
+        CheckpointCallback(save_freq=100, save_path=str(tmp_path / "checkpoints"), save_replay_buffer=True),
+    ]
+    model.learn(400, callback=callbacks, progress_bar=True)
+    assert model.num_timesteps == 400
+    assert model.replay_buffer.size() == 200 and model.replay_buffer.n_envs == 2
+    assert list((tmp_path / "tb").glob("DCMPC_1/events.out.tfevents.*"))
+    assert np.load(tmp_path / "eval" / "evaluations.npz")["results"].shape[0] == 2
+    checkpoints = sorted((tmp_path / "checkpoints").glob("rl_model_*_steps.zip"))
+    assert len(checkpoints) == 2 and list((tmp_path / "checkpoints").glob("rl_model_replay_buffer_*_steps.pkl"))
+    DCMPC.load(checkpoints[-1]).predict(np.zeros(3, dtype=np.float32))
+
+
+def test_warm_start_is_kept_per_env(tiny_dcmpc_kwargs):
+    model = DCMPC("MlpPolicy", make_vec_env("Pendulum-v1", n_envs=3, seed=0), seed=0, **tiny_dcmpc_kwargs)
+    model.learn(180)
+    assert model._planner_state[0].shape == (3, 2, 1)
+    assert not np.allclose(model._planner_state[0][0], model._planner_state[0][1])
+
+
+def test_vec_normalize(tiny_dcmpc_kwargs):
+    env = VecNormalize(make_vec_env("Pendulum-v1", n_envs=2, seed=0))
+    model = DCMPC("MlpPolicy", env, seed=0, **tiny_dcmpc_kwargs)
+    model.learn(200)
+    # The buffer keeps raw observations; the sampled ones are normalised.
+    raw = model.replay_buffer.observations[:50].reshape(-1, 3)
+    assert np.abs(raw[:, 2]).max() > 1.5  # angular velocity in [-8, 8]
+    sample = model.replay_buffer.sample_sequences(8, 2, env=env)
+    assert th.isfinite(sample.observations).all()
+
+
+def test_dm_control_through_shimmy(tiny_dcmpc_kwargs):
+    import shimmy
+
+    gym.register_envs(shimmy)
+    env = gym.make("dm_control/cartpole-swingup-v0")
+    assert isinstance(env.observation_space, spaces.Dict)
+    model = DCMPC("MultiInputPolicy", env, seed=0, **tiny_dcmpc_kwargs)
+    model.learn(80)
+    obs, _ = env.reset(seed=0)
+    action, _ = model.predict(obs, deterministic=True)
+    assert action.shape == env.action_space.shape
+    assert model.replay_buffer.observations["position"].dtype == np.float32
+
+
+def test_actor_only_acting_ablation(tiny_dcmpc_kwargs):
+    model = DCMPC("MlpPolicy", "Pendulum-v1", use_planner=False, seed=0, **tiny_dcmpc_kwargs)
+    model.learn(80)
+    assert model._planner_state is None
+
+
+def test_seeded_runs_are_identical(tiny_dcmpc_kwargs):
+    runs = []
+    for _ in range(2):
+        model = DCMPC("MlpPolicy", "Pendulum-v1", seed=3, **tiny_dcmpc_kwargs)
+        model.learn(80)
+        runs.append(model.replay_buffer.actions[:80].copy())
+    np.testing.assert_array_equal(runs[0], runs[1])
+
