@@ -52,16 +52,18 @@ def run(algo: str, seed: int, steps: int, eval_freq: int, eval_episodes: int, ov
     eval_env.reset(seed=10_000 + seed)
     if algo == "dcmpc":
         model = DCMPC("MlpPolicy", env, seed=seed, verbose=verbose, **{**DCMPC_PENDULUM_CPU, **override})
-    else:  # SB3's SAC with its defaults (as the RL Zoo runs it on Pendulum-v1, except learning_starts=100 default)
-        model = SAC("MlpPolicy", env, seed=seed, verbose=verbose, **override)
+    else:  # SB3's SAC with the RL Zoo's tuned Pendulum-v1 hyperparameters (learning_rate 1e-3, the rest SB3 defaults)
+        model = SAC("MlpPolicy", env, seed=seed, verbose=verbose, **{"learning_rate": 1e-3, **override})
     callback = EvalCurve(eval_env, eval_freq, eval_episodes)
     start = time.time()
     model.learn(steps, callback=callback, log_interval=2)
-    return dict(algo=algo, seed=seed, override=override, steps=callback.steps, returns=callback.returns, wall_s=time.time() - start)
+    return dict(
+        algo=algo, seed=seed, override=override, steps=callback.steps, returns=callback.returns, wall_s=time.time() - start
+    )
 
 
 def first_crossing(steps: list[int], returns: list[float]) -> int | None:
-    for step, value in zip(steps, returns):
+    for step, value in zip(steps, returns, strict=False):
         if value >= THRESHOLD:
             return step
     return None
@@ -85,7 +87,7 @@ def plot(folder: Path) -> None:
         ax.plot(steps, returns.mean(0), color=color, label=f"{algo.upper()} ({len(group)} seeds)")
         ax.fill_between(steps, returns.min(0), returns.max(0), color=color, alpha=0.2)
         print(f"\n{algo}: mean eval return (min..max over seeds)")
-        for s, row in zip(steps, returns.T):
+        for s, row in zip(steps, returns.T, strict=False):
             print(f"| {s} | {row.mean():.0f} | {row.min():.0f} .. {row.max():.0f} |")
         crossings = [first_crossing(r["steps"], r["returns"]) for r in group]
         print(f"first step at >= {THRESHOLD}: {crossings}; wall-clock s: {[round(r['wall_s']) for r in group]}")

@@ -174,3 +174,19 @@ def test_mppi_is_repeatable_with_a_seeded_generator():
     a = planner.plan(PointMass(goal), start, mean, generator=th.Generator().manual_seed(3))
     b = planner.plan(PointMass(goal), start, mean, generator=th.Generator().manual_seed(3))
     assert th.equal(a.action, b.action) and th.equal(a.mean, b.mean)
+
+
+# ------------------------------------------------------------------------------------------ Mish
+def test_fast_mish_matches_torch_mish_values_and_gradients():
+    from sb3_worldmodels.common.networks import Mish
+
+    x = th.linspace(-30, 30, 2001, dtype=th.float64).requires_grad_()
+    fast = Mish()(x)
+    reference = th.nn.functional.mish(x)
+    assert th.allclose(fast, reference, rtol=1e-10, atol=1e-12)
+    (grad_fast,) = th.autograd.grad(fast.sum(), x)
+    (grad_ref,) = th.autograd.grad(reference.sum(), x)
+    assert th.allclose(grad_fast, grad_ref, rtol=1e-8, atol=1e-10)
+    with th.no_grad():
+        y = th.randn(1000) * 10
+        assert th.allclose(Mish()(y), th.nn.functional.mish(y), rtol=1e-5, atol=1e-6)

@@ -148,7 +148,7 @@ def _snapshot(module: th.nn.Module) -> list[th.Tensor]:
 
 
 def _changed(module: th.nn.Module, before: list[th.Tensor]) -> bool:
-    return any(not th.equal(p, q) for p, q in zip(module.parameters(), before))
+    return any(not th.equal(p, q) for p, q in zip(module.parameters(), before, strict=True))
 
 
 def test_each_update_changes_only_its_own_networks(tiny_dcmpc_kwargs):
@@ -230,8 +230,8 @@ def test_replay_buffer_round_trip_and_resumed_training(tmp_path, tiny_dcmpc_kwar
     script = f"""
 import gymnasium as gym
 from sb3_worldmodels import DCMPC
-model = DCMPC.load({str(tmp_path / 'model')!r}, env=gym.make("Pendulum-v1"))
-model.load_replay_buffer({str(tmp_path / 'buffer')!r})
+model = DCMPC.load({str(tmp_path / "model")!r}, env=gym.make("Pendulum-v1"))
+model.load_replay_buffer({str(tmp_path / "buffer")!r})
 assert model.replay_buffer.size() == {stored}, model.replay_buffer.size()
 assert model.num_timesteps == 100
 model.learn(50, reset_num_timesteps=False)
@@ -311,4 +311,3 @@ def test_seeded_runs_are_identical(tiny_dcmpc_kwargs):
         model.learn(80)
         runs.append(model.replay_buffer.actions[:80].copy())
     np.testing.assert_array_equal(runs[0], runs[1])
-

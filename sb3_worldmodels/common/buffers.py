@@ -169,7 +169,9 @@ class SequenceReplayBuffer(ReplayBuffer):
         size = self.size()
         n_starts = size - seq_len + 1  # relative start positions whose window does not cross the write head
         if n_starts <= 0:
-            raise ValueError(f"The replay buffer holds {size} steps per env, fewer than one sequence of {seq_len} transitions.")
+            raise ValueError(
+                f"The replay buffer holds {size} steps per env, fewer than one sequence of {seq_len} transitions."
+            )
         oldest = self._oldest_row()
         rows_out, envs_out, n_found = np.empty(batch_size, dtype=np.int64), np.empty(batch_size, dtype=np.int64), 0
         # Rejection sampling is exact (uniform over valid windows) and cheap when episodes are long.

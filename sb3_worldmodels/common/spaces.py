@@ -15,7 +15,9 @@ def check_box_action_space(action_space: spaces.Space, algo: str) -> None:
             "Wrap discrete envs yourself or use an algorithm that supports them."
         )
     if not (np.all(np.isfinite(action_space.low)) and np.all(np.isfinite(action_space.high))):
-        raise ValueError(f"{algo} needs a Box action space with finite bounds (actions are rescaled to [-1, 1]), got {action_space}.")
+        raise ValueError(
+            f"{algo} needs a Box action space with finite bounds (actions are rescaled to [-1, 1]), got {action_space}."
+        )
 
 
 def check_vector_observation_space(observation_space: spaces.Space, algo: str) -> None:

@@ -12,7 +12,7 @@ from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
-from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule, TrainFreq
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 from stable_baselines3.common.utils import polyak_update
 
 from sb3_worldmodels.common.buffers import SequenceReplayBuffer, SequenceSamples
@@ -222,7 +222,10 @@ class DCMPC(OffPolicyAlgorithm):
     def _setup_model(self) -> None:
         self._check_spaces(self.observation_space, self.action_space)
         if not issubclass(self.replay_buffer_class, SequenceReplayBuffer):
-            raise ValueError(f"DCMPC samples sequences: replay_buffer_class must derive from SequenceReplayBuffer, got {self.replay_buffer_class}")
+            raise ValueError(
+                "DCMPC samples sequences: replay_buffer_class must derive from SequenceReplayBuffer, "
+                f"got {self.replay_buffer_class}"
+            )
         if self.n_target_critics > self.n_critics:
             raise ValueError(f"n_target_critics ({self.n_target_critics}) must not exceed n_critics ({self.n_critics})")
         self.policy_kwargs = dict(self.policy_kwargs)
@@ -354,7 +357,7 @@ class DCMPC(OffPolicyAlgorithm):
         self._n_updates += gradient_steps
         # One host transfer per train() call, not one per loss and step.
         means = {key: th.stack(values).float().mean() for key, values in stats.items()}
-        for key, value in zip(means.keys(), th.stack(list(means.values())).cpu().tolist()):
+        for key, value in zip(means.keys(), th.stack(list(means.values())).cpu().tolist(), strict=True):
             self.logger.record(key, value)
         for key, value in self._planner_stats.items():
             self.logger.record(key, float(value))
@@ -428,14 +431,20 @@ class DCMPC(OffPolicyAlgorithm):
         with th.no_grad():
             both = _flatten_time(_select_time(data.observations, [0, n]))
             codes, next_codes = policy.encode(both).view(-1, 2, policy.code_dim).unbind(dim=1)
-            noise = (self.target_policy_noise * th.randn_like(data.actions[:, 0])).clamp(-self.target_noise_clip, self.target_noise_clip)
+            noise = (self.target_policy_noise * th.randn_like(data.actions[:, 0])).clamp(
+                -self.target_noise_clip, self.target_noise_clip
+            )
             next_action = (policy.act(next_codes, target=True) + noise).clamp(-1, 1)
             next_q = policy.q_values(next_codes, next_action, target=True, members=self._random_critics()).min(dim=0).values
             target_q = n_step_targets(data.rewards[:, :n], data.terminations[:, :n], next_q, self.gamma)
         q_values = policy.q_values(codes, data.actions[:, 0])
         critic_loss = F.mse_loss(q_values, target_q.unsqueeze(0).expand_as(q_values))
         grad_norm = self._clip_and_step(policy.critic_optimizer, critic_loss)
-        stats = {"train/critic_loss": critic_loss.detach(), "train/q_mean": q_values.detach().mean(), "train/critic_grad_norm": grad_norm}
+        stats = {
+            "train/critic_loss": critic_loss.detach(),
+            "train/q_mean": q_values.detach().mean(),
+            "train/critic_grad_norm": grad_norm,
+        }
         return stats, codes
 
     def _update_actor(self, codes: th.Tensor) -> dict[str, th.Tensor]:

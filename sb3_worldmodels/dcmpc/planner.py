@@ -82,7 +82,9 @@ class MPPIPlanner:
         self.max_std = max_std
         self.discount = discount
 
-    def warm_start(self, previous_mean: th.Tensor | None, episode_start: th.Tensor | None, n_states: int, device: th.device) -> th.Tensor:
+    def warm_start(
+        self, previous_mean: th.Tensor | None, episode_start: th.Tensor | None, n_states: int, device: th.device
+    ) -> th.Tensor:
         """Initial mean: the previous mean shifted by one step, zero for new episodes (or without a previous mean)."""
         mean = th.zeros(n_states, self.horizon, self.action_dim, device=device)
         if previous_mean is not None:
@@ -91,7 +93,9 @@ class MPPIPlanner:
                 mean = mean * (~episode_start).to(mean.dtype).view(-1, 1, 1)
         return mean
 
-    def rollout_value(self, model: LatentModel, latent: th.Tensor, actions: th.Tensor, generator: th.Generator | None) -> th.Tensor:
+    def rollout_value(
+        self, model: LatentModel, latent: th.Tensor, actions: th.Tensor, generator: th.Generator | None
+    ) -> th.Tensor:
         """Discounted predicted return of each action sequence plus the terminal value.
 
         :param latent: Start latents, one per sequence, ``(batch, D)``.

@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 import torch as th
-import torch.nn.functional as F
 from gymnasium import spaces
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, CombinedExtractor, FlattenExtractor
@@ -116,7 +115,9 @@ class DCMPCPolicy(BasePolicy):
         self.critic_optimizer = self.optimizer_class(
             self.critics.parameters(), lr=self.critic_learning_rate, **self.optimizer_kwargs
         )
-        self.actor_optimizer = self.optimizer_class(self.actor.parameters(), lr=self.actor_learning_rate, **self.optimizer_kwargs)
+        self.actor_optimizer = self.optimizer_class(
+            self.actor.parameters(), lr=self.actor_learning_rate, **self.optimizer_kwargs
+        )
         self.planner = MPPIPlanner(action_dim, **self.planner_kwargs)
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
