@@ -311,3 +311,29 @@ def test_seeded_runs_are_identical(tiny_dcmpc_kwargs):
         model.learn(80)
         runs.append(model.replay_buffer.actions[:80].copy())
     np.testing.assert_array_equal(runs[0], runs[1])
+
+
+def test_an_interrupted_save_keeps_the_previous_files(tmp_path, trained_model, monkeypatch):
+    import stable_baselines3.common.base_class as base_class
+    import stable_baselines3.common.off_policy_algorithm as off_policy
+
+    trained_model.save(tmp_path / "model")
+    trained_model.save_replay_buffer(tmp_path / "buffer")
+    model_bytes = (tmp_path / "model.zip").read_bytes()
+    buffer_bytes = (tmp_path / "buffer.pkl").read_bytes()
+
+    def crash(path, *args, **kwargs):
+        path.write(b"half a file")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(base_class, "save_to_zip_file", crash)
+    monkeypatch.setattr(off_policy, "save_to_pkl", lambda path, *args, **kwargs: crash(path))
+    with pytest.raises(KeyboardInterrupt):
+        trained_model.save(tmp_path / "model")
+    with pytest.raises(KeyboardInterrupt):
+        trained_model.save_replay_buffer(tmp_path / "buffer")
+    assert (tmp_path / "model.zip").read_bytes() == model_bytes
+    assert (tmp_path / "buffer.pkl").read_bytes() == buffer_bytes
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["buffer.pkl", "model.zip"]
+    monkeypatch.undo()
+    DCMPC.load(tmp_path / "model").load_replay_buffer(tmp_path / "buffer")

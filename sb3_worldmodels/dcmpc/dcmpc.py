@@ -10,11 +10,11 @@ import torch.nn.functional as F
 from gymnasium import spaces
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.noise import ActionNoise
-from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 from stable_baselines3.common.utils import polyak_update
 
+from sb3_worldmodels.common.base import WorldModelAlgorithm
 from sb3_worldmodels.common.buffers import SequenceReplayBuffer, SequenceSamples
 from sb3_worldmodels.common.returns import n_step_targets
 from sb3_worldmodels.common.spaces import check_box_action_space, check_vector_observation_space
@@ -36,7 +36,7 @@ def _select_time(obs: th.Tensor | dict[str, th.Tensor], index: slice | list[int]
     return obs[:, index]
 
 
-class DCMPC(OffPolicyAlgorithm):
+class DCMPC(WorldModelAlgorithm):
     """Discrete Codebook Model Predictive Control.
 
     A world model whose latent state is a discrete FSQ code (a fixed codebook of ``prod(fsq_levels)`` codes
