@@ -6,7 +6,8 @@ import pytest
 import torch as th
 
 os.environ.setdefault("MUJOCO_GL", "egl")
-th.set_num_threads(min(2, os.cpu_count() or 1))
+# Tiny test networks gain nothing from intra-op threads, and extra threads only contend with other processes.
+th.set_num_threads(1)
 
 #: A DC-MPC small enough for unit tests: every size and schedule is passed explicitly.
 TINY_DCMPC = dict(

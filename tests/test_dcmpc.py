@@ -229,7 +229,9 @@ def test_replay_buffer_round_trip_and_resumed_training(tmp_path, tiny_dcmpc_kwar
     # Resume in a fresh process, as a user would after an interruption.
     script = f"""
 import gymnasium as gym
+import torch
 from sb3_worldmodels import DCMPC
+torch.set_num_threads(1)
 model = DCMPC.load({str(tmp_path / "model")!r}, env=gym.make("Pendulum-v1"))
 model.load_replay_buffer({str(tmp_path / "buffer")!r})
 assert model.replay_buffer.size() == {stored}, model.replay_buffer.size()
@@ -269,8 +271,8 @@ def test_runs_in_an_sb3_pipeline(tmp_path, tiny_dcmpc_kwargs):
 def test_warm_start_is_kept_per_env(tiny_dcmpc_kwargs):
     model = DCMPC("MlpPolicy", make_vec_env("Pendulum-v1", n_envs=3, seed=0), seed=0, **tiny_dcmpc_kwargs)
     model.learn(180)
-    assert model._planner_state[0].shape == (3, 2, 1)
-    assert not np.allclose(model._planner_state[0][0], model._planner_state[0][1])
+    assert model._acting_state[0].shape == (3, 2, 1)
+    assert not np.allclose(model._acting_state[0][0], model._acting_state[0][1])
 
 
 def test_vec_normalize(tiny_dcmpc_kwargs):
@@ -301,7 +303,7 @@ def test_dm_control_through_shimmy(tiny_dcmpc_kwargs):
 def test_actor_only_acting_ablation(tiny_dcmpc_kwargs):
     model = DCMPC("MlpPolicy", "Pendulum-v1", use_planner=False, seed=0, **tiny_dcmpc_kwargs)
     model.learn(80)
-    assert model._planner_state is None
+    assert model._acting_state is None
 
 
 def test_seeded_runs_are_identical(tiny_dcmpc_kwargs):

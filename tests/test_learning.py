@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gymnasium as gym
 import pytest
+import torch as th
 from stable_baselines3.common.evaluation import evaluate_policy
 
 from sb3_worldmodels import DCMPC
@@ -13,8 +14,17 @@ from sb3_worldmodels.presets import DCMPC_PENDULUM_CPU
 RANDOM_POLICY_RETURN = -1200.0
 
 
+@pytest.fixture
+def two_threads():
+    # The CPU preset's networks use both cores (the unit tests run with one thread).
+    previous = th.get_num_threads()
+    th.set_num_threads(2)
+    yield
+    th.set_num_threads(previous)
+
+
 @pytest.mark.slow
-def test_dcmpc_learns_pendulum():
+def test_dcmpc_learns_pendulum(two_threads):
     model = DCMPC("MlpPolicy", "Pendulum-v1", seed=0, **DCMPC_PENDULUM_CPU)
     model.learn(2500)
     eval_env = gym.make("Pendulum-v1")

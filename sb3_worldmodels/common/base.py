@@ -6,8 +6,16 @@ import io
 import os
 import pathlib
 from collections.abc import Iterable
+from typing import Any
 
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback
+
+from sb3_worldmodels.common.buffers import SequenceReplayBuffer
 
 
 def _target_path(path: str | pathlib.Path, suffix: str) -> pathlib.Path:
@@ -45,7 +53,92 @@ class _AtomicWrite:
 
 
 class WorldModelAlgorithm(OffPolicyAlgorithm):
-    """SB3 off-policy algorithm whose ``save`` and ``save_replay_buffer`` never leave a half-written file."""
+    """What DC-MPC and Dreamer share on top of SB3's ``OffPolicyAlgorithm``.
+
+    - spaces are checked (``_check_spaces``) before SB3's own assertions, with messages that say what is supported;
+    - the replay buffer is a :class:`SequenceReplayBuffer`, and episodes cut by an env reset without ``done``
+      (a new ``learn()``, resumed training) are closed as truncations;
+    - an acting state carried from step to step per env (the MPPI warm start, the RSSM latent), reset at episode
+      starts and never saved;
+    - ``save`` and ``save_replay_buffer`` never leave a half-written file.
+    """
+
+    replay_buffer: SequenceReplayBuffer
+
+    @classmethod
+    def _check_spaces(cls, observation_space: spaces.Space, action_space: spaces.Space) -> None:
+        """Raise a ``ValueError`` naming what is supported when a space is not."""
+        raise NotImplementedError
+
+    @classmethod
+    def _wrap_env(cls, env: GymEnv, verbose: int = 0, monitor_wrapper: bool = True):
+        # Runs before SB3's own (assertion) checks, so unsupported spaces get a message saying what is supported.
+        if hasattr(env, "observation_space") and hasattr(env, "action_space"):
+            cls._check_spaces(env.observation_space, env.action_space)
+        return super()._wrap_env(env, verbose, monitor_wrapper)
+
+    def _setup_model(self) -> None:
+        self._check_spaces(self.observation_space, self.action_space)
+        if not issubclass(self.replay_buffer_class, SequenceReplayBuffer):
+            raise ValueError(
+                f"{type(self).__name__} samples sequences: replay_buffer_class must derive from SequenceReplayBuffer, "
+                f"got {self.replay_buffer_class}"
+            )
+        super()._setup_model()
+        self._reset_acting_state()
+
+    def _reset_acting_state(self) -> None:
+        # Per-env state carried between env steps while acting, and episode-start flags; process-local, not saved.
+        self._acting_state: tuple[np.ndarray, ...] | None = None
+        self._episode_starts: np.ndarray | None = None
+        self._acting_stats: dict[str, th.Tensor] = {}
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "_acting_state", "_episode_starts", "_acting_stats"]
+
+    def _setup_learn(
+        self,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        reset_num_timesteps: bool = True,
+        tb_log_name: str = "run",
+        progress_bar: bool = False,
+    ):
+        if self.replay_buffer is not None and (reset_num_timesteps or self._last_obs is None):
+            # The envs are about to be reset without a `done`: close the stored episodes as truncated.
+            self.replay_buffer.mark_episode_break()
+            self._reset_acting_state()
+        return super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
+
+    def _store_transition(
+        self,
+        replay_buffer: ReplayBuffer,
+        buffer_action: np.ndarray,
+        new_obs: np.ndarray | dict[str, np.ndarray],
+        reward: np.ndarray,
+        dones: np.ndarray,
+        infos: list[dict[str, Any]],
+    ) -> None:
+        super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)
+        self._episode_starts = np.asarray(dones, dtype=bool).copy()
+
+    def _clip_and_step(self, optimizer: th.optim.Optimizer, loss: th.Tensor, max_grad_norm: float) -> th.Tensor:
+        """Backward, clip the gradient norm of the optimizer's parameters, step; returns the norm before clipping."""
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        grad_norm = th.nn.utils.clip_grad_norm_(params, max_grad_norm)
+        optimizer.step()
+        return grad_norm
+
+    def _record_means(self, stats: dict[str, list[th.Tensor]]) -> None:
+        """Record the mean of each statistic over the gradient steps of one ``train()`` call, with one host transfer."""
+        if stats:
+            means = th.stack([th.stack(values).float().mean() for values in stats.values()]).cpu().tolist()
+            for key, value in zip(stats.keys(), means, strict=True):
+                self.logger.record(key, value)
+        for key, value in self._acting_stats.items():
+            self.logger.record(key, float(value))
 
     def save(
         self,

@@ -24,3 +24,28 @@ def n_step_targets(rewards: th.Tensor, terminations: th.Tensor, bootstrap: th.Te
     alive = th.cat([th.ones_like(not_terminated[:, :1]), not_terminated[:, :-1]], dim=1)
     returns = (discounts * alive * rewards).sum(dim=1)
     return returns + gamma**n * not_terminated[:, -1] * bootstrap
+
+
+def lambda_return(
+    rewards: th.Tensor, values: th.Tensor, discounts: th.Tensor, bootstrap: th.Tensor, lambda_: float
+) -> th.Tensor:
+    """TD(lambda) returns along the first (time) dimension (Dreamer eq. 6).
+
+    ``R_t = r_t + d_t ((1 - lambda) v_{t+1} + lambda R_{t+1})`` with ``v_T = R_T = bootstrap``, where ``d_t`` is the
+    discount (``gamma``, times the predicted continuation probability where there is one).
+
+    :param rewards: ``(T, ...)`` rewards ``r_0 .. r_{T-1}``.
+    :param values: ``(T, ...)`` values ``v_0 .. v_{T-1}`` of the same states.
+    :param discounts: ``(T, ...)`` discounts ``d_0 .. d_{T-1}``.
+    :param bootstrap: ``(...)`` value of the state after the last step.
+    :param lambda_: Mixing coefficient; 1 gives Monte-Carlo returns, 0 one-step TD targets.
+    :return: ``(T, ...)`` returns.
+    """
+    next_values = th.cat([values[1:], bootstrap.unsqueeze(0)], dim=0)
+    inputs = rewards + discounts * (1 - lambda_) * next_values
+    returns = []
+    last = bootstrap
+    for t in reversed(range(rewards.shape[0])):
+        last = inputs[t] + discounts[t] * lambda_ * last
+        returns.append(last)
+    return th.stack(returns[::-1], dim=0)

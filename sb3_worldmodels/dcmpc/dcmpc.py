@@ -213,19 +213,7 @@ class DCMPC(WorldModelAlgorithm):
         check_box_action_space(action_space, cls.__name__)
         check_vector_observation_space(observation_space, cls.__name__)
 
-    @classmethod
-    def _wrap_env(cls, env: GymEnv, verbose: int = 0, monitor_wrapper: bool = True):
-        # Runs before SB3's own (assertion) checks, so unsupported spaces get a message saying what is supported.
-        cls._check_spaces(env.observation_space, env.action_space)
-        return super()._wrap_env(env, verbose, monitor_wrapper)
-
     def _setup_model(self) -> None:
-        self._check_spaces(self.observation_space, self.action_space)
-        if not issubclass(self.replay_buffer_class, SequenceReplayBuffer):
-            raise ValueError(
-                "DCMPC samples sequences: replay_buffer_class must derive from SequenceReplayBuffer, "
-                f"got {self.replay_buffer_class}"
-            )
         if self.n_target_critics > self.n_critics:
             raise ValueError(f"n_target_critics ({self.n_target_critics}) must not exceed n_critics ({self.n_critics})")
         self.policy_kwargs = dict(self.policy_kwargs)
@@ -252,34 +240,21 @@ class DCMPC(WorldModelAlgorithm):
         self._n_critic_updates = getattr(self, "_n_critic_updates", 0)
         self._pretrained = getattr(self, "_pretrained", False)
         self._exploration_episodes = getattr(self, "_exploration_episodes", 0)
-        self._reset_planner_state()
-
-    def _reset_planner_state(self) -> None:
-        # Per-env warm start of MPPI (the shifted previous mean) and episode-start flags; process-local, not saved.
-        self._planner_state: tuple[np.ndarray, ...] | None = None
-        self._episode_starts: np.ndarray | None = None
-        self._planner_stats: dict[str, float] = {}
-
-    def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "_planner_state", "_episode_starts", "_planner_stats"]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         state_dicts = ["policy", "policy.world_model_optimizer", "policy.critic_optimizer", "policy.actor_optimizer"]
         return state_dicts, []
 
-    def _setup_learn(
-        self,
+    def learn(
+        self: SelfDCMPC,
         total_timesteps: int,
         callback: MaybeCallback = None,
+        log_interval: int = 4,
+        tb_log_name: str = "DCMPC",
         reset_num_timesteps: bool = True,
-        tb_log_name: str = "run",
         progress_bar: bool = False,
-    ):
-        if self.replay_buffer is not None and (reset_num_timesteps or self._last_obs is None):
-            # The envs are about to be reset without a `done`: close the stored episodes as truncated.
-            self.replay_buffer.mark_episode_break()
-            self._reset_planner_state()
-        return super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
+    ) -> SelfDCMPC:
+        return super().learn(total_timesteps, callback, log_interval, tb_log_name, reset_num_timesteps, progress_bar)
 
     # -------------------------------------------------------------- exploration
     @property
@@ -298,11 +273,11 @@ class DCMPC(WorldModelAlgorithm):
             return super()._sample_action(learning_starts, action_noise, n_envs)
         obs_tensor, _ = self.policy.obs_to_tensor(self._last_obs)
         if self.use_planner:
-            previous = None if self._planner_state is None else th.as_tensor(self._planner_state[0], device=self.device)
+            previous = None if self._acting_state is None else th.as_tensor(self._acting_state[0], device=self.device)
             starts = None if self._episode_starts is None else th.as_tensor(self._episode_starts, device=self.device)
             result = self.policy.plan(obs_tensor, previous, starts, deterministic=False, exploration_std=self.exploration_std)
-            self._planner_state = (result.mean.cpu().numpy(),)
-            self._planner_stats = {
+            self._acting_state = (result.mean.cpu().numpy(),)
+            self._acting_stats = {
                 "planner/elite_value": result.elite_value.mean(),
                 "planner/std": result.std.mean(),
                 "planner/std_first_action": result.std[:, 0].mean(),
@@ -327,7 +302,6 @@ class DCMPC(WorldModelAlgorithm):
         infos: list[dict[str, Any]],
     ) -> None:
         super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)
-        self._episode_starts = np.asarray(dones, dtype=bool).copy()
         if self.num_timesteps >= self.learning_starts:
             self._exploration_episodes += int(np.sum(dones))
 
@@ -355,22 +329,9 @@ class DCMPC(WorldModelAlgorithm):
             for key, value in step_stats.items():
                 stats.setdefault(key, []).append(value.detach())
         self._n_updates += gradient_steps
-        # One host transfer per train() call, not one per loss and step.
-        means = {key: th.stack(values).float().mean() for key, values in stats.items()}
-        for key, value in zip(means.keys(), th.stack(list(means.values())).cpu().tolist(), strict=True):
-            self.logger.record(key, value)
-        for key, value in self._planner_stats.items():
-            self.logger.record(key, float(value))
+        self._record_means(stats)
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         self.logger.record("train/exploration_std", self.exploration_std)
-
-    def _clip_and_step(self, optimizer: th.optim.Optimizer, loss: th.Tensor) -> th.Tensor:
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        params = [p for group in optimizer.param_groups for p in group["params"]]
-        grad_norm = th.nn.utils.clip_grad_norm_(params, self.max_grad_norm)
-        optimizer.step()
-        return grad_norm
 
     def _update_world_model(self, data: SequenceSamples) -> dict[str, th.Tensor]:
         """Cross-entropy latent consistency + reward regression over an H-step latent rollout (DC-MPC eq. 5)."""
@@ -407,7 +368,7 @@ class DCMPC(WorldModelAlgorithm):
                 codes = policy.codes_from_probs(hard + soft - soft.detach())
         consistency_loss, reward_loss = consistency_loss / H, reward_loss / H
         loss = self.consistency_coef * consistency_loss + self.reward_coef * reward_loss
-        grad_norm = self._clip_and_step(policy.world_model_optimizer, loss)
+        grad_norm = self._clip_and_step(policy.world_model_optimizer, loss, self.max_grad_norm)
         with th.no_grad():
             idx = policy.code_indices(first_codes.detach())
             counts = F.one_hot(idx.flatten(), policy.quantizer.codebook_size).float().sum(0)
@@ -439,7 +400,7 @@ class DCMPC(WorldModelAlgorithm):
             target_q = n_step_targets(data.rewards[:, :n], data.terminations[:, :n], next_q, self.gamma)
         q_values = policy.q_values(codes, data.actions[:, 0])
         critic_loss = F.mse_loss(q_values, target_q.unsqueeze(0).expand_as(q_values))
-        grad_norm = self._clip_and_step(policy.critic_optimizer, critic_loss)
+        grad_norm = self._clip_and_step(policy.critic_optimizer, critic_loss, self.max_grad_norm)
         stats = {
             "train/critic_loss": critic_loss.detach(),
             "train/q_mean": q_values.detach().mean(),
@@ -453,6 +414,6 @@ class DCMPC(WorldModelAlgorithm):
         policy.critics.requires_grad_(False)
         q_values = policy.q_values(codes, policy.act(codes), members=self._random_critics())
         actor_loss = -q_values.mean()
-        self._clip_and_step(policy.actor_optimizer, actor_loss)
+        self._clip_and_step(policy.actor_optimizer, actor_loss, self.max_grad_norm)
         policy.critics.requires_grad_(True)
         return {"train/actor_loss": actor_loss.detach()}
