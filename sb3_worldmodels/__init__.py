@@ -2,6 +2,7 @@
 
 from sb3_worldmodels.common.buffers import SequenceReplayBuffer
 from sb3_worldmodels.dcmpc import DCMPC
+from sb3_worldmodels.dreamer import Dreamer
 
 __version__ = "0.1.0"
-__all__ = ["DCMPC", "SequenceReplayBuffer", "__version__"]
+__all__ = ["DCMPC", "Dreamer", "SequenceReplayBuffer", "__version__"]

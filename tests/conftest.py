@@ -28,3 +28,46 @@ TINY_DCMPC = dict(
 @pytest.fixture
 def tiny_dcmpc_kwargs() -> dict:
     return {**TINY_DCMPC, "policy_kwargs": dict(TINY_DCMPC["policy_kwargs"])}
+
+
+#: A Dreamer small enough for unit tests.
+TINY_DREAMER = dict(
+    learning_starts=100,
+    batch_size=4,
+    batch_length=8,
+    train_freq=50,
+    gradient_steps=2,
+    imagination_horizon=4,
+    buffer_size=2000,
+    policy_kwargs=dict(
+        stoch_dim=4,
+        deter_dim=16,
+        hidden_dim=16,
+        cnn_depth=4,
+        mlp_net_arch=[16],
+        embed_dim=16,
+        reward_net_arch=[16],
+        value_net_arch=[16],
+        actor_net_arch=[16],
+        continuation_net_arch=[16],
+    ),
+)
+
+
+@pytest.fixture
+def tiny_dreamer_kwargs() -> dict:
+    return {**TINY_DREAMER, "policy_kwargs": dict(TINY_DREAMER["policy_kwargs"])}
+
+
+def make_pixel_cartpole(size: int = 64):
+    """dm_control cartpole-swingup from pixels only: 64x64x3 uint8 frames rendered with EGL."""
+    import gymnasium as gym
+    import shimmy
+
+    gym.register_envs(shimmy)
+    env = gym.make(
+        "dm_control/cartpole-swingup-v0",
+        render_mode="rgb_array",
+        render_kwargs={"width": size, "height": size, "camera_id": 0},
+    )
+    return gym.wrappers.AddRenderObservation(env, render_only=True)

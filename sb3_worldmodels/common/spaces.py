@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from gymnasium import spaces
 from stable_baselines3.common.preprocessing import is_image_space
@@ -30,3 +32,10 @@ def check_vector_observation_space(observation_space: spaces.Space, algo: str) -
             raise ValueError(f"{algo} supports {supported}; the {name} is {space}.")
         if is_image_space(space, check_channels=False) or len(space.shape) > 2:
             raise ValueError(f"{algo} supports {supported}; the {name} {space} looks like an image, which it cannot encode.")
+
+
+def as_contiguous(observation: Any) -> Any:
+    """Contiguous copies of observation arrays: rendered frames (dm_control) can have negative strides, which torch rejects."""
+    if isinstance(observation, dict):
+        return {key: np.ascontiguousarray(value) for key, value in observation.items()}
+    return np.ascontiguousarray(observation)

@@ -15,6 +15,7 @@ from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
 from sb3_worldmodels.common.networks import EnsembleMLP, Mish, mlp
+from sb3_worldmodels.common.spaces import as_contiguous
 from sb3_worldmodels.dcmpc.fsq import FSQ
 from sb3_worldmodels.dcmpc.planner import MPPIPlanner, PlanResult
 
@@ -231,7 +232,7 @@ class DCMPCPolicy(BasePolicy):
         ``None`` to plan from scratch. ``evaluate_policy`` does this for you.
         """
         self.set_training_mode(False)
-        obs_tensor, vectorized_env = self.obs_to_tensor(observation)
+        obs_tensor, vectorized_env = self.obs_to_tensor(as_contiguous(observation))
         previous_mean = None if state is None else th.as_tensor(state[0], device=self.device)
         starts = None if episode_start is None else th.as_tensor(np.asarray(episode_start, dtype=bool), device=self.device)
         result = self.plan(obs_tensor, previous_mean, starts, deterministic, getattr(self, "exploration_std", 0.0))

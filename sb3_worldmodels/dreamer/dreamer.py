@@ -1,0 +1,320 @@
+"""Dreamer (V1): learning behaviours by latent imagination (Hafner et al., "Dream to Control", ICLR 2020)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import torch as th
+import torch.nn.functional as F
+from gymnasium import spaces
+from stable_baselines3.common.noise import ActionNoise
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
+
+from sb3_worldmodels.common.base import WorldModelAlgorithm
+from sb3_worldmodels.common.buffers import SequenceReplayBuffer, SequenceSamples
+from sb3_worldmodels.common.returns import lambda_return
+from sb3_worldmodels.common.spaces import check_box_action_space
+from sb3_worldmodels.dreamer.policies import CnnPolicy, DreamerPolicy, MlpPolicy, MultiInputPolicy, is_image, observation_parts
+from sb3_worldmodels.dreamer.rssm import RSSMState, gaussian_kl
+
+SelfDreamer = TypeVar("SelfDreamer", bound="Dreamer")
+
+
+class Dreamer(WorldModelAlgorithm):
+    """Dreamer V1.
+
+    A recurrent state-space model (RSSM) is trained on sequences by maximising the ELBO (observation
+    reconstruction, reward likelihood, KL between posterior and prior with free nats). An actor and a value
+    network are trained on imagined rollouts of the RSSM: the actor by backpropagating lambda-returns through
+    the learned dynamics, the value by regression onto them.
+
+    Defaults are those of the paper and its official code.
+
+    :param policy: ``"MlpPolicy"`` (vectors), ``"CnnPolicy"`` (64x64 images), ``"MultiInputPolicy"`` (Dict) or a class.
+    :param env: The environment (or its Gymnasium id).
+    :param learning_rate: World-model learning rate (paper: 6e-4).
+    :param actor_learning_rate: Actor learning rate (paper: 8e-5).
+    :param value_learning_rate: Value learning rate (paper: 8e-5).
+    :param buffer_size: Replay buffer size.
+    :param learning_starts: Random steps before learning (paper: 5000 prefill steps).
+    :param batch_size: Sequences per update (paper: 50).
+    :param batch_length: Observations per sequence (paper: 50).
+    :param gamma: Discount of imagined rewards (paper: 0.99).
+    :param lambda_: Lambda of the lambda-returns (paper: 0.95).
+    :param train_freq: Train every ``train_freq`` env steps (paper: 1000).
+    :param gradient_steps: Updates per training call (paper: 100).
+    :param imagination_horizon: Length of imagined rollouts (paper: 15).
+    :param free_nats: KL below this many nats (batch mean) is not penalised (paper: 3).
+    :param kl_scale: Weight of the KL term (paper: 1).
+    :param continuation_coef: Weight of the continuation loss when ``policy_kwargs["use_continuation"]`` (paper: 10).
+    :param max_grad_norm: Gradient-norm clip of each optimizer (paper: 100).
+    :param exploration_noise: Std of Gaussian action noise (Box) or epsilon of epsilon-greedy (Discrete) (paper: 0.3).
+    :param action_noise: Extra SB3 action noise (Box only; not used by the paper).
+    :param replay_buffer_class: Must derive from :class:`SequenceReplayBuffer`.
+    :param replay_buffer_kwargs: Its keyword arguments.
+    :param policy_kwargs: Network sizes and options of :class:`DreamerPolicy`.
+    :param stats_window_size: Window of the rollout statistics (SB3).
+    :param tensorboard_log: TensorBoard log folder (SB3).
+    :param verbose: Verbosity (SB3).
+    :param seed: Random seed (SB3).
+    :param device: Device (SB3).
+    :param _init_setup_model: Build the networks at construction (SB3).
+    """
+
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
+        "MlpPolicy": MlpPolicy,
+        "CnnPolicy": CnnPolicy,
+        "MultiInputPolicy": MultiInputPolicy,
+    }
+    policy: DreamerPolicy
+
+    def __init__(
+        self,
+        policy: str | type[DreamerPolicy],
+        env: GymEnv | str,
+        learning_rate: float | Schedule = 6e-4,
+        actor_learning_rate: float = 8e-5,
+        value_learning_rate: float = 8e-5,
+        buffer_size: int = 1_000_000,
+        learning_starts: int = 5000,
+        batch_size: int = 50,
+        batch_length: int = 50,
+        gamma: float = 0.99,
+        lambda_: float = 0.95,
+        train_freq: int | tuple[int, str] = 1000,
+        gradient_steps: int = 100,
+        imagination_horizon: int = 15,
+        free_nats: float = 3.0,
+        kl_scale: float = 1.0,
+        continuation_coef: float = 10.0,
+        max_grad_norm: float = 100.0,
+        exploration_noise: float = 0.3,
+        action_noise: ActionNoise | None = None,
+        replay_buffer_class: type[SequenceReplayBuffer] | None = None,
+        replay_buffer_kwargs: dict[str, Any] | None = None,
+        policy_kwargs: dict[str, Any] | None = None,
+        stats_window_size: int = 100,
+        tensorboard_log: str | None = None,
+        verbose: int = 0,
+        seed: int | None = None,
+        device: th.device | str = "auto",
+        _init_setup_model: bool = True,
+    ):
+        super().__init__(
+            policy,
+            env,
+            learning_rate,
+            buffer_size,
+            learning_starts,
+            batch_size,
+            0.0,  # tau: Dreamer has no target networks
+            gamma,
+            train_freq,
+            gradient_steps,
+            action_noise=action_noise,
+            replay_buffer_class=replay_buffer_class or SequenceReplayBuffer,
+            replay_buffer_kwargs=replay_buffer_kwargs,
+            policy_kwargs=policy_kwargs,
+            stats_window_size=stats_window_size,
+            tensorboard_log=tensorboard_log,
+            verbose=verbose,
+            device=device,
+            seed=seed,
+            sde_support=False,
+            support_multi_env=True,
+        )
+        self.actor_learning_rate = actor_learning_rate
+        self.value_learning_rate = value_learning_rate
+        self.batch_length = batch_length
+        self.lambda_ = lambda_
+        self.imagination_horizon = imagination_horizon
+        self.free_nats = free_nats
+        self.kl_scale = kl_scale
+        self.continuation_coef = continuation_coef
+        self.max_grad_norm = max_grad_norm
+        self.exploration_noise = exploration_noise
+        if _init_setup_model:
+            self._setup_model()
+
+    # ----------------------------------------------------------------- set-up
+    @classmethod
+    def _check_spaces(cls, observation_space: spaces.Space, action_space: spaces.Space) -> None:
+        if not isinstance(action_space, spaces.Discrete):
+            if not isinstance(action_space, spaces.Box):
+                raise ValueError(f"Dreamer supports Box and Discrete action spaces, got {action_space}.")
+            check_box_action_space(action_space, cls.__name__)
+        supported = "a vector Box, a 64x64 image Box (uint8, HWC or CHW), or a Dict of those"
+        if not isinstance(observation_space, (spaces.Box, spaces.Dict)):
+            raise ValueError(f"Dreamer supports observations that are {supported}; got {observation_space}.")
+        for key, space in observation_parts(observation_space).items():
+            name = f"observation '{key}'" if key else "observation space"
+            if not isinstance(space, spaces.Box):
+                raise ValueError(f"Dreamer supports observations that are {supported}; the {name} is {space}.")
+            if is_image(space):
+                if sorted(space.shape)[1:] != [64, 64]:
+                    raise ValueError(f"Dreamer's CNN takes 64x64 images; the {name} is {space.shape}. Resize the images.")
+            elif len(space.shape) != 1:
+                raise ValueError(f"Dreamer supports observations that are {supported}; the {name} has shape {space.shape}.")
+
+    def _setup_model(self) -> None:
+        self.policy_kwargs = dict(self.policy_kwargs)
+        self.policy_kwargs.update(actor_learning_rate=self.actor_learning_rate, value_learning_rate=self.value_learning_rate)
+        super()._setup_model()
+
+    def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
+        return ["policy", "policy.world_model_optimizer", "policy.actor_optimizer", "policy.value_optimizer"], []
+
+    def learn(
+        self: SelfDreamer,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 4,
+        tb_log_name: str = "Dreamer",
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> SelfDreamer:
+        return super().learn(total_timesteps, callback, log_interval, tb_log_name, reset_num_timesteps, progress_bar)
+
+    # ------------------------------------------------------------------- acting
+    def _sample_action(
+        self,
+        learning_starts: int,
+        action_noise: ActionNoise | None = None,
+        n_envs: int = 1,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if self.num_timesteps < learning_starts:
+            return super()._sample_action(learning_starts, action_noise, n_envs)
+        # One posterior step per env step with the action actually taken; the latent is zeroed at episode starts.
+        obs_tensor, _ = self.policy.obs_to_tensor(self._last_obs)
+        action, self._acting_state = self.policy.step(
+            obs_tensor, self._acting_state, self._episode_starts, deterministic=False, exploration=self.exploration_noise
+        )
+        if self.policy.actor.discrete:
+            index = action.argmax(dim=-1).cpu().numpy()
+            return index, index
+        scaled_action = action.cpu().numpy()
+        if action_noise is not None:
+            scaled_action = np.clip(scaled_action + action_noise(), -1, 1)
+            self._acting_state = (*self._acting_state[:2], scaled_action.astype(np.float32))
+        return self.policy.unscale_action(scaled_action), scaled_action
+
+    # ------------------------------------------------------------------ training
+    def train(self, gradient_steps: int, batch_size: int = 50) -> None:
+        self.policy.set_training_mode(True)
+        self._update_learning_rate(self.policy.world_model_optimizer)
+        stats: dict[str, list[th.Tensor]] = {}
+        for _ in range(gradient_steps):
+            data = self.replay_buffer.sample_sequences(batch_size, self.batch_length - 1, env=self._vec_normalize_env)
+            step_stats, posterior = self._update_world_model(data)
+            step_stats.update(self._update_behaviour(posterior))
+            for key, value in step_stats.items():
+                stats.setdefault(key, []).append(value.detach())
+        self._n_updates += gradient_steps
+        self._record_means(stats)
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+
+    def _observe(self, data: SequenceSamples) -> tuple[dict[str, th.Tensor], RSSMState, RSSMState]:
+        """Posterior and prior states of every observation of the sequences, ``(B, T, ...)``."""
+        policy = self.policy
+        obs = policy.preprocess(data.observations)
+        actions = policy.action_to_input(data.actions)
+        # o_t is observed after a_{t-1}; the action before the first observation of a sequence is unknown (zero).
+        prev_actions = th.cat([th.zeros_like(actions[:, :1]), actions], dim=1)
+        posterior, prior = policy.rssm.observe(policy.embed(obs), prev_actions)
+        return obs, posterior, prior
+
+    def _update_world_model(self, data: SequenceSamples) -> tuple[dict[str, th.Tensor], RSSMState]:
+        """ELBO: reconstruction + reward log-likelihood + KL(posterior || prior) with free nats (Dreamer eq. 10)."""
+        policy = self.policy
+        obs, posterior, prior = self._observe(data)
+        feature = posterior.feature
+        reconstruction = -policy.reconstruction_log_likelihood(feature, obs).mean()
+        # The state of o_{t+1} predicts r_t, the reward of the transition into it.
+        reward_prediction = policy.reward(feature[:, 1:]).squeeze(-1)
+        reward_loss = 0.5 * ((reward_prediction - data.rewards) ** 2).mean()
+        kl = gaussian_kl(posterior, prior).mean()
+        # Free nats on the batch mean: no gradient while the KL is below free_nats.
+        kl_loss = th.clamp(kl, min=self.free_nats)
+        loss = reconstruction + reward_loss + self.kl_scale * kl_loss
+        stats = {}
+        if policy.continuation is not None:
+            logits = policy.continuation(feature[:, 1:]).squeeze(-1)
+            continuation_loss = F.binary_cross_entropy_with_logits(logits, 1.0 - data.terminations)
+            loss = loss + self.continuation_coef * continuation_loss
+            stats["world_model/continuation_loss"] = continuation_loss.detach()
+        grad_norm = self._clip_and_step(policy.world_model_optimizer, loss, self.max_grad_norm)
+        image_keys = policy.image_keys
+        stats.update(
+            {
+                "world_model/loss": loss.detach(),
+                "world_model/reconstruction_loss": reconstruction.detach(),
+                "world_model/reward_loss": reward_loss.detach(),
+                "world_model/kl": kl.detach(),
+                "world_model/grad_norm": grad_norm,
+                "world_model/prior_std": prior.std.detach().mean(),
+                "world_model/posterior_std": posterior.std.detach().mean(),
+            }
+        )
+        if image_keys:
+            with th.no_grad():
+                prediction = policy.decoders[policy._module_key(image_keys[0])](feature.detach().flatten(0, 1))
+                target = obs[image_keys[0]].flatten(0, 1)
+                stats["world_model/image_mse"] = ((prediction - target) ** 2).mean()
+        return stats, posterior.detach()
+
+    def imagine(self, start: RSSMState) -> tuple[th.Tensor, th.Tensor]:
+        """Roll the actor out in the RSSM for ``imagination_horizon`` steps from each start state.
+
+        :return: Features of the imagined states ``(H, N, F)`` (the start states excluded) and the actor's entropy ``(H, N)``.
+        """
+        state, features, entropies = start, [], []
+        for _ in range(self.imagination_horizon):
+            # The actor sees a stopped-gradient feature; the return's gradient reaches it through its action.
+            out = self.policy.actor(state.feature.detach())
+            state = self.policy.rssm.imagine(state, out.sample)
+            features.append(state.feature)
+            entropies.append(out.entropy)
+        return th.stack(features), th.stack(entropies)
+
+    def imagined_discounts(self, features: th.Tensor) -> th.Tensor:
+        """``gamma`` per imagined step, times the predicted continuation probability when that head exists."""
+        discount = th.full(features.shape[:-1], self.gamma, device=features.device)
+        if self.policy.continuation is not None:
+            discount = discount * th.sigmoid(self.policy.continuation(features).squeeze(-1))
+        return discount
+
+    def _update_behaviour(self, posterior: RSSMState) -> dict[str, th.Tensor]:
+        """Actor: maximise lambda-returns through the dynamics. Value: regress onto them (Dreamer eqs. 7-8)."""
+        policy = self.policy
+        world_model = policy.world_model_parameters()
+        # Gradients flow through the world model and the value to the actor, but only the actor's weights get them.
+        for p in (*world_model, *policy.value.parameters()):
+            p.requires_grad_(False)
+        try:
+            features, entropy = self.imagine(posterior.flatten())
+            rewards = policy.reward(features).squeeze(-1)
+            values = policy.value(features).squeeze(-1)
+            discounts = self.imagined_discounts(features)
+            returns = lambda_return(rewards[:-1], values[:-1], discounts[:-1], values[-1], self.lambda_)
+            # Weight of each step: the probability of having reached it (stop-gradient).
+            weights = th.cumprod(th.cat([th.ones_like(discounts[:1]), discounts[:-2]], dim=0), dim=0).detach()
+            actor_loss = -(weights * returns).mean()
+            actor_grad_norm = self._clip_and_step(policy.actor_optimizer, actor_loss, self.max_grad_norm)
+        finally:
+            for p in (*world_model, *policy.value.parameters()):
+                p.requires_grad_(True)
+        value_prediction = policy.value(features[:-1].detach()).squeeze(-1)
+        value_loss = (weights * 0.5 * (value_prediction - returns.detach()) ** 2).mean()
+        value_grad_norm = self._clip_and_step(policy.value_optimizer, value_loss, self.max_grad_norm)
+        return {
+            "train/actor_loss": actor_loss.detach(),
+            "train/value_loss": value_loss.detach(),
+            "train/imagined_return": returns.detach().mean(),
+            "train/imagined_reward": rewards.detach().mean(),
+            "train/value_mean": values.detach().mean(),
+            "train/actor_entropy": entropy.detach().mean(),
+            "train/actor_grad_norm": actor_grad_norm,
+            "train/value_grad_norm": value_grad_norm,
+        }

@@ -1,0 +1,251 @@
+"""Dreamer: RSSM, ELBO pieces, lambda-returns, update isolation, acting state, spaces, save/load, pipelines."""
+
+from __future__ import annotations
+
+import math
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch as th
+from conftest import TINY_DREAMER, make_pixel_cartpole
+from gymnasium import spaces
+from stable_baselines3.common.callbacks import EvalCallback
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.evaluation import evaluate_policy
+
+from sb3_worldmodels import Dreamer
+from sb3_worldmodels.common.returns import lambda_return
+from sb3_worldmodels.dreamer.rssm import RSSM, RSSMState, gaussian_kl
+
+
+# ----------------------------------------------------------------------------------------- RSSM
+def test_rssm_step_shapes_and_initial_state():
+    rssm = RSSM(action_dim=2, embed_dim=5, stoch_dim=3, deter_dim=7, hidden_dim=6)
+    state = rssm.initial(4, "cpu")
+    assert all(th.count_nonzero(x) == 0 for x in state)
+    prior = rssm.imagine(state, th.zeros(4, 2))
+    assert prior.stoch.shape == (4, 3) and prior.deter.shape == (4, 7) and prior.feature.shape == (4, 10)
+    assert th.all(prior.std > 0.1)
+    posterior, prior = rssm.observe_step(state, th.zeros(4, 2), th.randn(4, 5))
+    # The posterior shares the prior's deterministic state and differs in its stochastic part.
+    assert th.equal(posterior.deter, prior.deter) and not th.equal(posterior.mean, prior.mean)
+    posts, priors = rssm.observe(th.randn(4, 6, 5), th.randn(4, 6, 2))
+    assert posts.stoch.shape == (4, 6, 3) and priors.deter.shape == (4, 6, 7)
+
+
+def test_rssm_mean_steps_are_deterministic_and_reset_masks_states():
+    th.manual_seed(0)
+    rssm = RSSM(action_dim=1, embed_dim=2, stoch_dim=2, deter_dim=3, hidden_dim=4)
+    state = rssm.imagine(rssm.initial(2, "cpu"), th.ones(2, 1))
+    a = rssm.imagine(state, th.ones(2, 1), sample=False)
+    b = rssm.imagine(state, th.ones(2, 1), sample=False)
+    assert th.equal(a.stoch, b.stoch) and th.equal(a.stoch, a.mean)
+    masked = state.mask(th.tensor([1.0, 0.0]))
+    assert th.equal(masked.deter[0], state.deter[0]) and th.count_nonzero(masked.deter[1]) == 0
+
+
+def test_gaussian_kl_matches_the_closed_form():
+    post = RSSMState(th.tensor([[1.0, 0.0]]), th.tensor([[2.0, 1.0]]), th.zeros(1, 2), th.zeros(1, 1))
+    prior = RSSMState(th.tensor([[0.0, 0.0]]), th.tensor([[1.0, 1.0]]), th.zeros(1, 2), th.zeros(1, 1))
+    # KL(N(1, 4) || N(0, 1)) = 0.5 * (4 + 1 - 1 - ln 4); the second dimension contributes 0.
+    expected = 0.5 * (4 + 1 - 1 - math.log(4))
+    assert gaussian_kl(post, prior).item() == pytest.approx(expected)
+
+
+def test_free_nats_apply_to_the_batch_mean_kl(tiny_dreamer_kwargs):
+    model = Dreamer("MlpPolicy", "Pendulum-v1", free_nats=1e6, seed=0, **tiny_dreamer_kwargs)
+    model.learn(110)
+    data = model.replay_buffer.sample_sequences(4, 7)
+    # With free nats far above the KL, the KL term is a constant: its gradient vanishes and the
+    # loss is the hand sum reconstruction + reward + free_nats.
+    stats, _ = model._update_world_model(data)
+    total = stats["world_model/reconstruction_loss"] + stats["world_model/reward_loss"] + 1e6
+    assert stats["world_model/loss"].item() == pytest.approx(total.item())
+    assert stats["world_model/kl"] < 1e6
+
+
+# ---------------------------------------------------------------------------------- lambda-return
+def test_lambda_return_hand_computed():
+    rewards = th.tensor([1.0, 2.0, 3.0])
+    values = th.tensor([10.0, 20.0, 30.0])
+    discounts = th.tensor([0.5, 0.5, 0.5])
+    bootstrap = th.tensor(40.0)
+    lam = 0.5
+    # R_2 = 3 + .5 * 40 = 23
+    # R_1 = 2 + .5 * (.5 * 30 + .5 * 23) = 2 + .5 * 26.5 = 15.25
+    # R_0 = 1 + .5 * (.5 * 20 + .5 * 15.25) = 1 + .5 * 17.625 = 9.8125
+    returns = lambda_return(rewards, values, discounts, bootstrap, lam)
+    assert returns.tolist() == pytest.approx([9.8125, 15.25, 23.0])
+
+
+def test_lambda_return_limits():
+    rewards, values = th.rand(5, 3), th.rand(5, 3)
+    discounts, bootstrap = th.full((5, 3), 0.9), th.rand(3)
+    td = lambda_return(rewards, values, discounts, bootstrap, 0.0)
+    next_values = th.cat([values[1:], bootstrap[None]])
+    assert th.allclose(td, rewards + 0.9 * next_values)
+    mc = lambda_return(rewards, values, discounts, bootstrap, 1.0)
+    expected = bootstrap
+    for t in reversed(range(5)):
+        expected = rewards[t] + 0.9 * expected
+    assert th.allclose(mc[0], expected)
+
+
+# ------------------------------------------------------------------------------------ updates
+def _snapshot(params):
+    return [p.detach().clone() for p in params]
+
+
+def _changed(params, before):
+    return any(not th.equal(p, q) for p, q in zip(params, before, strict=True))
+
+
+def test_each_update_changes_only_its_own_parameters(tiny_dreamer_kwargs):
+    model = Dreamer("MlpPolicy", "Pendulum-v1", seed=0, **tiny_dreamer_kwargs)
+    model.learn(110)
+    policy = model.policy
+    groups = {
+        "world_model": policy.world_model_parameters(),
+        "actor": list(policy.actor.parameters()),
+        "value": list(policy.value.parameters()),
+    }
+    data = model.replay_buffer.sample_sequences(4, 7)
+    before = {k: _snapshot(v) for k, v in groups.items()}
+    _, posterior = model._update_world_model(data)
+    assert {k for k, v in groups.items() if _changed(v, before[k])} == {"world_model"}
+    # The behaviour update: the actor step changes only the actor, then the value step only the value.
+    before = {k: _snapshot(v) for k, v in groups.items()}
+    original_step = model.policy.value_optimizer.step
+    model.policy.value_optimizer.step = lambda *a, **k: None
+    model._update_behaviour(posterior)
+    assert {k for k, v in groups.items() if _changed(v, before[k])} == {"actor"}
+    model.policy.value_optimizer.step = original_step
+    before = {k: _snapshot(v) for k, v in groups.items()}
+    model.policy.actor_optimizer.step = lambda *a, **k: None
+    model._update_behaviour(posterior)
+    assert {k for k, v in groups.items() if _changed(v, before[k])} == {"value"}
+    assert all(p.requires_grad for p in policy.parameters())
+
+
+def test_actor_gradient_flows_through_the_dynamics(tiny_dreamer_kwargs):
+    model = Dreamer("MlpPolicy", "Pendulum-v1", seed=0, **tiny_dreamer_kwargs)
+    model.learn(110)
+    _, posterior = model._update_world_model(model.replay_buffer.sample_sequences(4, 7))
+    model._update_behaviour(posterior)
+    grads = [p.grad for p in model.policy.actor.parameters()]
+    assert all(g is not None for g in grads) and sum(g.abs().sum() for g in grads) > 0
+
+
+# ------------------------------------------------------------------------------------ spaces
+class ToyEnv(gym.Env):
+    def __init__(self, observation_space, action_space):
+        self.observation_space, self.action_space = observation_space, action_space
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return self.observation_space.sample(), {}
+
+    def step(self, action):
+        return self.observation_space.sample(), 0.0, False, False, {}
+
+
+@pytest.mark.parametrize(
+    "observation_space, action_space, message",
+    [
+        (spaces.Box(-1, 1, (3,)), spaces.MultiDiscrete([2, 2]), "Box and Discrete action"),
+        (spaces.Box(0, 255, (32, 32, 3), np.uint8), spaces.Box(-1, 1, (1,)), "64x64"),
+        (spaces.Box(-1, 1, (4, 5)), spaces.Box(-1, 1, (1,)), "has shape"),
+        (spaces.Discrete(3), spaces.Box(-1, 1, (1,)), "vector Box"),
+        (spaces.Tuple([spaces.Box(-1, 1, (3,))]), spaces.Box(-1, 1, (1,)), "vector Box"),
+    ],
+)
+def test_unsupported_spaces_fail_at_construction(observation_space, action_space, message, tiny_dreamer_kwargs):
+    with pytest.raises(ValueError, match=message):
+        Dreamer("MlpPolicy", ToyEnv(observation_space, action_space), **tiny_dreamer_kwargs)
+
+
+def test_paper_defaults():
+    model = Dreamer("MlpPolicy", "Pendulum-v1", buffer_size=1000, device="cpu")
+    policy = model.policy
+    assert (policy.rssm.stoch_dim, policy.rssm.deter_dim) == (30, 200)
+    assert (model.batch_size, model.batch_length, model.imagination_horizon) == (50, 50, 15)
+    assert (model.gamma, model.lambda_, model.free_nats, model.kl_scale) == (0.99, 0.95, 3.0, 1.0)
+    assert (model.learning_starts, model.train_freq.frequency, model.gradient_steps) == (5000, 1000, 100)
+    assert policy.world_model_optimizer.param_groups[0]["lr"] == 6e-4
+    assert policy.actor_optimizer.param_groups[0]["lr"] == 8e-5 and policy.value_optimizer.param_groups[0]["lr"] == 8e-5
+    assert model.exploration_noise == 0.3 and model.max_grad_norm == 100
+
+
+def test_discrete_actions_with_epsilon_greedy(tiny_dreamer_kwargs):
+    model = Dreamer("MlpPolicy", "CartPole-v1", seed=0, **tiny_dreamer_kwargs)
+    model.learn(200)
+    action, state = model.predict(np.zeros(4, np.float32), deterministic=True)
+    assert action.shape == () and action in (0, 1)
+    assert state[2].shape == (1, 2)  # the previous action, one-hot
+
+
+# ------------------------------------------------------------------------------------ pixels
+@pytest.fixture(scope="module")
+def pixel_model():
+    env = make_pixel_cartpole()
+    model = Dreamer("CnnPolicy", env, seed=0, **{**TINY_DREAMER, "learning_starts": 60, "train_freq": 30})
+    model.learn(90)
+    return model
+
+
+def test_pixels_are_stored_once_as_uint8(pixel_model):
+    buffer = pixel_model.replay_buffer
+    assert buffer.observations.dtype == np.uint8
+    assert buffer.observations.shape[1:] == (1, 3, 64, 64)  # SB3 transposes HWC images to CHW
+    assert not hasattr(buffer, "next_observations")
+    scaled = pixel_model.policy.preprocess(th.as_tensor(buffer.observations[:2, 0]))[""]
+    assert scaled.min() >= -0.5 and scaled.max() <= 0.5
+    assert scaled.dtype == th.float32
+
+
+def test_pixel_predict_carries_the_recurrent_state(pixel_model):
+    obs = make_pixel_cartpole().reset(seed=0)[0]
+    action, state = pixel_model.predict(obs, deterministic=True)
+    again, _ = pixel_model.predict(obs, deterministic=True)
+    np.testing.assert_array_equal(action, again)
+    next_action, next_state = pixel_model.predict(obs, state=state, episode_start=np.array([False]), deterministic=True)
+    assert not np.allclose(next_state[0], state[0])
+    reset_action, _ = pixel_model.predict(obs, state=state, episode_start=np.array([True]), deterministic=True)
+    np.testing.assert_array_equal(reset_action, action)
+
+
+# ----------------------------------------------------------------------------- SB3 behaviour
+def test_save_load_gives_the_same_deterministic_actions(tmp_path, tiny_dreamer_kwargs):
+    model = Dreamer("MlpPolicy", "Pendulum-v1", seed=0, **tiny_dreamer_kwargs)
+    model.learn(150)
+    obs = np.random.default_rng(0).uniform(-1, 1, (5, 3)).astype(np.float32)
+    expected, _ = model.predict(obs, deterministic=True)
+    model.save(tmp_path / "dreamer")
+    model.save_replay_buffer(tmp_path / "buffer")
+    loaded = Dreamer.load(tmp_path / "dreamer", env=gym.make("Pendulum-v1"))
+    np.testing.assert_array_equal(loaded.predict(obs, deterministic=True)[0], expected)
+    loaded.load_replay_buffer(tmp_path / "buffer")
+    assert loaded.replay_buffer.size() == 150
+    loaded.learn(50, reset_num_timesteps=False)
+    assert loaded.num_timesteps == 200 and loaded._n_updates > model._n_updates
+
+
+def test_runs_in_an_sb3_pipeline(tmp_path, tiny_dreamer_kwargs):
+    env = make_vec_env("Pendulum-v1", n_envs=2, seed=0)
+    model = Dreamer("MlpPolicy", env, seed=0, tensorboard_log=str(tmp_path / "tb"), **tiny_dreamer_kwargs)
+    callback = EvalCallback(make_vec_env("Pendulum-v1", n_envs=1, seed=1), eval_freq=100, n_eval_episodes=1)
+    model.learn(400, callback=callback, progress_bar=True)
+    assert model.num_timesteps == 400 and model._acting_state[0].shape == (2, 16)
+    assert list((tmp_path / "tb").glob("Dreamer_1/events.out.tfevents.*"))
+    mean, _ = evaluate_policy(model, gym.make("Pendulum-v1"), n_eval_episodes=1)
+    assert np.isfinite(mean)
+
+
+def test_continuation_head_for_tasks_with_terminations(tiny_dreamer_kwargs):
+    tiny_dreamer_kwargs["policy_kwargs"]["use_continuation"] = True
+    model = Dreamer("MlpPolicy", "CartPole-v1", seed=0, **tiny_dreamer_kwargs)
+    model.learn(200)
+    data = model.replay_buffer.sample_sequences(4, 7)
+    stats, _ = model._update_world_model(data)
+    assert "world_model/continuation_loss" in stats and stats["world_model/continuation_loss"] > 0
