@@ -1,4 +1,4 @@
-"""Learning curves on Pendulum-v1: DC-MPC (CPU preset) against SB3's SAC, same seeds and env-step budget.
+"""Learning curves on Pendulum-v1: DC-MPC and Dreamer (CPU presets) against SB3's SAC, same seeds and eval protocol.
 
 Usage::
 
@@ -23,8 +23,8 @@ from stable_baselines3 import SAC
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.evaluation import evaluate_policy
 
-from sb3_worldmodels import DCMPC
-from sb3_worldmodels.presets import DCMPC_PENDULUM_CPU
+from sb3_worldmodels import DCMPC, Dreamer
+from sb3_worldmodels.presets import DCMPC_PENDULUM_CPU, DREAMER_PENDULUM_CPU
 
 THRESHOLD = -200.0
 
@@ -52,6 +52,8 @@ def run(algo: str, seed: int, steps: int, eval_freq: int, eval_episodes: int, ov
     eval_env.reset(seed=10_000 + seed)
     if algo == "dcmpc":
         model = DCMPC("MlpPolicy", env, seed=seed, verbose=verbose, **{**DCMPC_PENDULUM_CPU, **override})
+    elif algo == "dreamer":
+        model = Dreamer("MlpPolicy", env, seed=seed, verbose=verbose, **{**DREAMER_PENDULUM_CPU, **override})
     else:  # SB3's SAC with the RL Zoo's tuned Pendulum-v1 hyperparameters (learning_rate 1e-3, the rest SB3 defaults)
         model = SAC("MlpPolicy", env, seed=seed, verbose=verbose, **{"learning_rate": 1e-3, **override})
     callback = EvalCurve(eval_env, eval_freq, eval_episodes)
@@ -77,7 +79,7 @@ def plot(folder: Path) -> None:
 
     runs = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
     fig, ax = plt.subplots(figsize=(6, 4))
-    for algo, color in (("dcmpc", "tab:blue"), ("sac", "tab:orange")):
+    for algo, color in (("dcmpc", "tab:blue"), ("dreamer", "tab:green"), ("sac", "tab:orange")):
         group = [r for r in runs if r["algo"] == algo]
         if not group:
             continue
@@ -102,7 +104,7 @@ def plot(folder: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--algo", choices=["dcmpc", "sac"])
+    parser.add_argument("--algo", choices=["dcmpc", "dreamer", "sac"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--steps", type=int, default=10_000)
     parser.add_argument("--eval-freq", type=int, default=1000)

@@ -417,3 +417,28 @@ class DCMPC(WorldModelAlgorithm):
         self._clip_and_step(policy.actor_optimizer, actor_loss, self.max_grad_norm)
         policy.critics.requires_grad_(True)
         return {"train/actor_loss": actor_loss.detach()}
+
+    # ---------------------------------------------------------------- diagnostics
+    @th.no_grad()
+    def prediction_errors(self, n_sequences: int, horizon: int) -> dict[str, th.Tensor]:
+        """Open-loop prediction error of the world model against the horizon, on sequences from the replay buffer.
+
+        From the code of ``o_0`` the dynamics are rolled out with the stored actions and expected codes (as when
+        planning); step ``k`` is compared with the code of ``o_k``.
+
+        :return: ``code_accuracy`` (fraction of latent slots whose most likely code is the true one), ``latent_mse``
+            (expected code against the true code) and ``reward_mse``, each of shape ``(horizon,)``.
+        """
+        policy = self.policy
+        data = self.replay_buffer.sample_sequences(n_sequences, horizon, env=self._vec_normalize_env)
+        true_codes = policy.encode(_flatten_time(data.observations)).view(n_sequences, horizon + 1, -1)
+        codes = true_codes[:, 0]
+        accuracy, latent_mse, reward_mse = [], [], []
+        for t in range(horizon):
+            logits = policy.dynamics_logits(codes, data.actions[:, t])
+            reward_mse.append(((policy.predict_reward(codes, data.actions[:, t]) - data.rewards[:, t]) ** 2).mean())
+            codes = policy.codes_from_probs(th.softmax(logits, dim=-1))
+            target = true_codes[:, t + 1]
+            accuracy.append((logits.argmax(dim=-1) == policy.code_indices(target)).float().mean())
+            latent_mse.append(((codes - target) ** 2).mean())
+        return {"code_accuracy": th.stack(accuracy), "latent_mse": th.stack(latent_mse), "reward_mse": th.stack(reward_mse)}

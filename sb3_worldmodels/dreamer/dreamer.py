@@ -318,3 +318,39 @@ class Dreamer(WorldModelAlgorithm):
             "train/actor_grad_norm": actor_grad_norm,
             "train/value_grad_norm": value_grad_norm,
         }
+
+    # ---------------------------------------------------------------- diagnostics
+    @th.no_grad()
+    def open_loop_prediction(self, n_sequences: int, context: int, horizon: int) -> tuple[dict[str, th.Tensor], ...]:
+        """Observe ``context`` observations, then predict the next ``horizon`` from the stored actions alone.
+
+        :return: ``(truth, prediction, rewards)``: preprocessed true and predicted observations of the predicted steps
+            (dicts of ``(B, horizon, ...)``) and ``{"true": ..., "predicted": ...}`` rewards ``(B, horizon)``.
+        """
+        policy = self.policy
+        data = self.replay_buffer.sample_sequences(n_sequences, context + horizon - 1, env=self._vec_normalize_env)
+        obs = policy.preprocess(data.observations)
+        actions = policy.action_to_input(data.actions)
+        prev_actions = th.cat([th.zeros_like(actions[:, :1]), actions], dim=1)
+        context_obs = {key: value[:, :context] for key, value in obs.items()}
+        posterior, _ = policy.rssm.observe(policy.embed(context_obs), prev_actions[:, :context])
+        state = RSSMState(*(x[:, -1] for x in posterior))
+        features = []
+        for t in range(context, context + horizon):
+            state = policy.rssm.imagine(state, prev_actions[:, t], sample=False)
+            features.append(state.feature)
+        feature = th.stack(features, dim=1)
+        prediction = {
+            key: value.view(n_sequences, horizon, *value.shape[1:])
+            for key, value in policy.decode(feature.flatten(0, 1)).items()
+        }
+        truth = {key: value[:, context:] for key, value in obs.items()}
+        rewards = {"true": data.rewards[:, context - 1 :], "predicted": policy.reward(feature).squeeze(-1)}
+        return truth, prediction, rewards
+
+    def prediction_errors(self, n_sequences: int, horizon: int, context: int = 5) -> dict[str, th.Tensor]:
+        """Open-loop prediction error against the horizon: ``observation_mse`` and ``reward_mse``, each ``(horizon,)``."""
+        truth, prediction, rewards = self.open_loop_prediction(n_sequences, context, horizon)
+        observation_mse = sum(((prediction[k] - truth[k]) ** 2).flatten(2).mean(dim=(0, 2)) for k in truth)
+        reward_mse = ((rewards["predicted"] - rewards["true"]) ** 2).mean(dim=0)
+        return {"observation_mse": observation_mse / len(truth), "reward_mse": reward_mse}
