@@ -31,3 +31,28 @@ def test_dcmpc_learns_pendulum(two_threads):
     eval_env.reset(seed=123)
     mean, _ = evaluate_policy(model, eval_env, n_eval_episodes=5, deterministic=True)
     assert mean > -600.0, f"mean evaluation return {mean:.0f} after 2500 steps (random policy: {RANDOM_POLICY_RETURN:.0f})"
+
+
+@pytest.mark.slow
+def test_dreamer_reconstruction_loss_falls_on_pixel_dm_control():
+    from conftest import make_pixel_cartpole
+
+    from sb3_worldmodels import Dreamer
+
+    kwargs = dict(
+        learning_starts=150,
+        train_freq=150,
+        gradient_steps=0,  # collect only; the updates are made below
+        batch_size=8,
+        batch_length=10,
+        policy_kwargs=dict(stoch_dim=8, deter_dim=32, hidden_dim=32, cnn_depth=8, reward_net_arch=[32]),
+    )
+    model = Dreamer("CnnPolicy", make_pixel_cartpole(), seed=0, **kwargs)
+    model.learn(150)
+    losses = []
+    for _ in range(60):
+        stats, _ = model._update_world_model(model.replay_buffer.sample_sequences(8, 9))
+        # The squared error of the reconstruction: the Gaussian log-likelihood without its constant.
+        losses.append(stats["world_model/image_mse"].item())
+    first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
+    assert last < 0.5 * first, f"reconstruction squared error {first:.4f} -> {last:.4f}"
