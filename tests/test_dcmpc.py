@@ -76,7 +76,7 @@ def test_exploration_noise_decays_linearly_over_episodes(tiny_dcmpc_kwargs):
     model = DCMPC("MlpPolicy", "Pendulum-v1", exploration_noise_episodes=10, **tiny_dcmpc_kwargs)
     values = []
     for episodes in (0, 5, 10, 20):
-        model._exploration_episodes = episodes
+        model._learning_episodes = episodes
         values.append(model.exploration_std)
     assert values == pytest.approx([1.0, 0.55, 0.1, 0.1])
 

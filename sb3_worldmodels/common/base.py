@@ -65,6 +65,16 @@ class WorldModelAlgorithm(OffPolicyAlgorithm):
 
     replay_buffer: SequenceReplayBuffer
 
+    def __init__(self, *args, replay_buffer_class: type[SequenceReplayBuffer] | None = None, **kwargs):
+        # Every algorithm here samples sequences, supports several envs and has no gSDE.
+        super().__init__(
+            *args,
+            replay_buffer_class=replay_buffer_class or SequenceReplayBuffer,
+            sde_support=False,
+            support_multi_env=True,
+            **kwargs,
+        )
+
     @classmethod
     def _check_spaces(cls, observation_space: spaces.Space, action_space: spaces.Space) -> None:
         """Raise a ``ValueError`` naming what is supported when a space is not."""
@@ -85,6 +95,8 @@ class WorldModelAlgorithm(OffPolicyAlgorithm):
                 f"got {self.replay_buffer_class}"
             )
         super()._setup_model()
+        # Episodes finished since learning started (schedules such as DC-MPC's exploration decay count them).
+        self._learning_episodes = getattr(self, "_learning_episodes", 0)
         self._reset_acting_state()
 
     def _reset_acting_state(self) -> None:
@@ -121,6 +133,8 @@ class WorldModelAlgorithm(OffPolicyAlgorithm):
     ) -> None:
         super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)
         self._episode_starts = np.asarray(dones, dtype=bool).copy()
+        if self.num_timesteps >= self.learning_starts:
+            self._learning_episodes += int(np.sum(dones))
 
     def _clip_and_step(self, optimizer: th.optim.Optimizer, loss: th.Tensor, max_grad_norm: float) -> th.Tensor:
         """Backward, clip the gradient norm of the optimizer's parameters, step; returns the norm before clipping."""

@@ -39,3 +39,11 @@ def as_contiguous(observation: Any) -> Any:
     if isinstance(observation, dict):
         return {key: np.ascontiguousarray(value) for key, value in observation.items()}
     return np.ascontiguousarray(observation)
+
+
+def to_env_actions(action_space: spaces.Space, actions: np.ndarray, vectorized: bool, unscale: Any) -> np.ndarray:
+    """Policy outputs to what the env takes: Box actions rescaled from [-1, 1] with ``unscale`` and clipped,
+    discrete indices as they are; the batch dimension is dropped for a single (non-vectorised) observation."""
+    if isinstance(action_space, spaces.Box):
+        actions = np.clip(unscale(actions.reshape((-1, *action_space.shape))), action_space.low, action_space.high)
+    return actions if vectorized else actions.squeeze(axis=0)

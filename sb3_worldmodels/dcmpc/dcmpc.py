@@ -8,7 +8,6 @@ import numpy as np
 import torch as th
 import torch.nn.functional as F
 from gymnasium import spaces
-from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
@@ -166,7 +165,7 @@ class DCMPC(WorldModelAlgorithm):
             train_freq,
             gradient_steps,
             action_noise=action_noise,
-            replay_buffer_class=replay_buffer_class or SequenceReplayBuffer,
+            replay_buffer_class=replay_buffer_class,
             replay_buffer_kwargs=replay_buffer_kwargs,
             policy_kwargs=policy_kwargs,
             stats_window_size=stats_window_size,
@@ -174,8 +173,6 @@ class DCMPC(WorldModelAlgorithm):
             verbose=verbose,
             device=device,
             seed=seed,
-            sde_support=False,
-            support_multi_env=True,
         )
         self.actor_learning_rate = actor_learning_rate
         self.critic_learning_rate = critic_learning_rate
@@ -239,7 +236,6 @@ class DCMPC(WorldModelAlgorithm):
         self.n_steps = n_steps
         self._n_critic_updates = getattr(self, "_n_critic_updates", 0)
         self._pretrained = getattr(self, "_pretrained", False)
-        self._exploration_episodes = getattr(self, "_exploration_episodes", 0)
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         state_dicts = ["policy", "policy.world_model_optimizer", "policy.critic_optimizer", "policy.actor_optimizer"]
@@ -260,7 +256,7 @@ class DCMPC(WorldModelAlgorithm):
     @property
     def exploration_std(self) -> float:
         """Std of the Gaussian exploration noise: linear decay over ``exploration_noise_episodes`` (DC-MPC Sec. 4)."""
-        fraction = min(self._exploration_episodes / max(self.exploration_noise_episodes, 1), 1.0)
+        fraction = min(self._learning_episodes / max(self.exploration_noise_episodes, 1), 1.0)
         return self.exploration_noise_start + fraction * (self.exploration_noise_end - self.exploration_noise_start)
 
     def _sample_action(
@@ -291,19 +287,6 @@ class DCMPC(WorldModelAlgorithm):
         if action_noise is not None:
             scaled_action = np.clip(scaled_action + action_noise(), -1, 1)
         return self.policy.unscale_action(scaled_action), scaled_action
-
-    def _store_transition(
-        self,
-        replay_buffer: ReplayBuffer,
-        buffer_action: np.ndarray,
-        new_obs: np.ndarray | dict[str, np.ndarray],
-        reward: np.ndarray,
-        dones: np.ndarray,
-        infos: list[dict[str, Any]],
-    ) -> None:
-        super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)
-        if self.num_timesteps >= self.learning_starts:
-            self._exploration_episodes += int(np.sum(dones))
 
     # ------------------------------------------------------------------ training
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:

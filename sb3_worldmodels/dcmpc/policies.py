@@ -15,7 +15,7 @@ from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
 from sb3_worldmodels.common.networks import EnsembleMLP, Mish, mlp
-from sb3_worldmodels.common.spaces import as_contiguous
+from sb3_worldmodels.common.spaces import as_contiguous, to_env_actions
 from sb3_worldmodels.dcmpc.fsq import FSQ
 from sb3_worldmodels.dcmpc.planner import MPPIPlanner, PlanResult
 
@@ -235,13 +235,10 @@ class DCMPCPolicy(BasePolicy):
         obs_tensor, vectorized_env = self.obs_to_tensor(as_contiguous(observation))
         previous_mean = None if state is None else th.as_tensor(state[0], device=self.device)
         starts = None if episode_start is None else th.as_tensor(np.asarray(episode_start, dtype=bool), device=self.device)
-        result = self.plan(obs_tensor, previous_mean, starts, deterministic, getattr(self, "exploration_std", 0.0))
-        actions = self.unscale_action(result.action.cpu().numpy().reshape((-1, *self.action_space.shape)))
-        actions = np.clip(actions, self.action_space.low, self.action_space.high)
-        new_state = (result.mean.cpu().numpy(),)
-        if not vectorized_env:
-            return actions.squeeze(axis=0), new_state
-        return actions, new_state
+        # As with SB3's TD3, exploration noise is added while learning (DCMPC._sample_action), not here.
+        result = self.plan(obs_tensor, previous_mean, starts, deterministic, exploration_std=0.0)
+        actions = to_env_actions(self.action_space, result.action.cpu().numpy(), vectorized_env, self.unscale_action)
+        return actions, (result.mean.cpu().numpy(),)
 
 
 MlpPolicy = DCMPCPolicy

@@ -114,7 +114,7 @@ class Dreamer(WorldModelAlgorithm):
             train_freq,
             gradient_steps,
             action_noise=action_noise,
-            replay_buffer_class=replay_buffer_class or SequenceReplayBuffer,
+            replay_buffer_class=replay_buffer_class,
             replay_buffer_kwargs=replay_buffer_kwargs,
             policy_kwargs=policy_kwargs,
             stats_window_size=stats_window_size,
@@ -122,8 +122,6 @@ class Dreamer(WorldModelAlgorithm):
             verbose=verbose,
             device=device,
             seed=seed,
-            sde_support=False,
-            support_multi_env=True,
         )
         self.actor_learning_rate = actor_learning_rate
         self.value_learning_rate = value_learning_rate

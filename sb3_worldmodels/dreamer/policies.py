@@ -16,7 +16,7 @@ from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
 from sb3_worldmodels.common.networks import mlp
-from sb3_worldmodels.common.spaces import as_contiguous
+from sb3_worldmodels.common.spaces import as_contiguous, to_env_actions
 from sb3_worldmodels.dreamer.rssm import RSSM, RSSMState
 
 IMAGE_SIZE = 64
@@ -381,14 +381,8 @@ class DreamerPolicy(BasePolicy):
         self.set_training_mode(False)
         obs_tensor, vectorized_env = self.obs_to_tensor(as_contiguous(observation))
         action, new_state = self.step(obs_tensor, state, episode_start, deterministic)
-        if self.actor.discrete:
-            actions = action.argmax(dim=-1).cpu().numpy()
-        else:
-            actions = action.cpu().numpy().reshape((-1, *self.action_space.shape))
-            actions = np.clip(self.unscale_action(actions), self.action_space.low, self.action_space.high)
-        if not vectorized_env:
-            return actions.squeeze(axis=0), new_state
-        return actions, new_state
+        actions = (action.argmax(dim=-1) if self.actor.discrete else action).cpu().numpy()
+        return to_env_actions(self.action_space, actions, vectorized_env, self.unscale_action), new_state
 
 
 def gaussian_log_likelihood(mean: th.Tensor, target: th.Tensor) -> th.Tensor:
