@@ -18,6 +18,7 @@ import time
 import gymnasium as gym
 import numpy as np
 import torch as th
+from stable_baselines3.common.logger import configure
 from torch.utils.flop_counter import FlopCounterMode
 
 from sb3_worldmodels import DCMPC
@@ -85,6 +86,7 @@ def main() -> None:
     np.random.seed(0)
 
     model = build(args.size)
+    model.set_logger(configure(None, []))  # train() records its losses; nothing is written
     fill_buffer(model, 2000)
     model._pretrained = True  # time one regular update, not the pretraining burst
     obs = np.random.randn(1, model.observation_space.shape[0]).astype(np.float32)
