@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 
+import gymnasium as gym
 import pytest
 import torch as th
 
@@ -71,3 +72,17 @@ def make_pixel_cartpole(size: int = 64):
         render_kwargs={"width": size, "height": size, "camera_id": 0},
     )
     return gym.wrappers.AddRenderObservation(env, render_only=True)
+
+
+class ToyEnv(gym.Env):
+    """An env with the given spaces and random observations, for construction checks."""
+
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space):
+        self.observation_space, self.action_space = observation_space, action_space
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return self.observation_space.sample(), {}
+
+    def step(self, action):
+        return self.observation_space.sample(), 0.0, False, False, {}

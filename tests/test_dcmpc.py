@@ -10,6 +10,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
+from conftest import ToyEnv
 from gymnasium import spaces
 from stable_baselines3.common.callbacks import CheckpointCallback, EvalCallback
 from stable_baselines3.common.env_util import make_vec_env
@@ -18,21 +19,6 @@ from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import VecNormalize
 
 from sb3_worldmodels import DCMPC
-
-
-class ToyEnv(gym.Env):
-    """A 1-D env with configurable spaces, for construction checks."""
-
-    def __init__(self, observation_space: spaces.Space, action_space: spaces.Space):
-        self.observation_space, self.action_space = observation_space, action_space
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        return self.observation_space.sample(), {}
-
-    def step(self, action):
-        return self.observation_space.sample(), 0.0, False, False, {}
-
 
 VECTOR = spaces.Box(-1, 1, (3,), np.float32)
 ACTION = spaces.Box(-1, 1, (1,), np.float32)
@@ -230,6 +216,8 @@ def test_replay_buffer_round_trip_and_resumed_training(tmp_path, tiny_dcmpc_kwar
     script = f"""
 import gymnasium as gym
 import torch
+from conftest import ToyEnv
+
 from sb3_worldmodels import DCMPC
 torch.set_num_threads(1)
 model = DCMPC.load({str(tmp_path / "model")!r}, env=gym.make("Pendulum-v1"))

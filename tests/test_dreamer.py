@@ -8,7 +8,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
-from conftest import TINY_DREAMER, make_pixel_cartpole
+from conftest import TINY_DREAMER, ToyEnv, make_pixel_cartpole
 from gymnasium import spaces
 from stable_baselines3.common.callbacks import EvalCallback
 from stable_baselines3.common.env_util import make_vec_env
@@ -138,16 +138,6 @@ def test_actor_gradient_flows_through_the_dynamics(tiny_dreamer_kwargs):
 
 
 # ------------------------------------------------------------------------------------ spaces
-class ToyEnv(gym.Env):
-    def __init__(self, observation_space, action_space):
-        self.observation_space, self.action_space = observation_space, action_space
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        return self.observation_space.sample(), {}
-
-    def step(self, action):
-        return self.observation_space.sample(), 0.0, False, False, {}
 
 
 @pytest.mark.parametrize(
