@@ -216,8 +216,6 @@ def test_replay_buffer_round_trip_and_resumed_training(tmp_path, tiny_dcmpc_kwar
     script = f"""
 import gymnasium as gym
 import torch
-from conftest import ToyEnv
-
 from sb3_worldmodels import DCMPC
 torch.set_num_threads(1)
 model = DCMPC.load({str(tmp_path / "model")!r}, env=gym.make("Pendulum-v1"))
