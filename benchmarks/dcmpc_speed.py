@@ -12,46 +12,15 @@ from __future__ import annotations
 
 import argparse
 import resource
-import statistics
-import time
 
 import gymnasium as gym
 import numpy as np
 import torch as th
+from _timing import count_flops, matmul_rate, median_time, print_table
 from stable_baselines3.common.logger import configure
-from torch.utils.flop_counter import FlopCounterMode
 
 from sb3_worldmodels import DCMPC
 from sb3_worldmodels.presets import DCMPC_PENDULUM_CPU
-
-
-def matmul_rate(dtype: th.dtype, size: int = 1024, repeats: int = 20) -> float:
-    """FLOP/s of square matrix products of ``size`` in ``dtype``."""
-    a, b = th.randn(size, size, dtype=dtype), th.randn(size, size, dtype=dtype)
-    for _ in range(3):
-        a @ b
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        a @ b
-        times.append(time.perf_counter() - start)
-    return 2 * size**3 / statistics.median(times)
-
-
-def median_time(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def count_flops(fn) -> int:
-    with FlopCounterMode(display=False) as counter:
-        fn()
-    return counter.get_total_flops()
 
 
 def build(size: str) -> DCMPC:
@@ -114,10 +83,7 @@ def main() -> None:
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"size={args.size} threads={args.threads} torch={th.__version__}")
     print(f"matmul rate: fp32 {fp32 / 1e9:.0f} GFLOP/s, bf16 {bf16 / 1e9:.0f} GFLOP/s")
-    print("| call | GFLOP | fp32 floor (ms) | measured median (ms) | measured / floor |")
-    print("| --- | --- | --- | --- | --- |")
-    for name, flops, floor, seconds in rows:
-        print(f"| {name} | {flops / 1e9:.2f} | {floor * 1e3:.1f} | {seconds * 1e3:.1f} | {seconds / floor:.2f} |")
+    print_table(rows)
     print(f"peak resident memory: {peak_mib:.0f} MiB")
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch as th
 
@@ -176,6 +178,46 @@ def test_mppi_is_repeatable_with_a_seeded_generator():
     assert th.equal(a.action, b.action) and th.equal(a.mean, b.mean)
 
 
+def test_mppi_with_a_generator_plans_a_state_as_if_it_were_alone():
+    goal = th.tensor([0.4])
+    planner = MPPIPlanner(action_dim=1, num_samples=64, num_elites=8, num_policy_trajs=4)
+    batch = th.tensor([[0.1], [-0.5], [0.9]])
+    together = planner.plan(
+        PointMass(goal), batch, planner.warm_start(None, None, 3, batch.device), generator=th.Generator().manual_seed(5)
+    )
+    for i in range(3):
+        alone = planner.plan(
+            PointMass(goal),
+            batch[i : i + 1],
+            planner.warm_start(None, None, 1, batch.device),
+            generator=th.Generator().manual_seed(5),
+        )
+        assert th.allclose(alone.action, together.action[i : i + 1], atol=1e-6)
+        assert th.allclose(alone.mean, together.mean[i : i + 1], atol=1e-6)
+    # The actions are inside the bounds but not saturated, so the comparison above is not trivially true.
+    assert (together.action.abs() < 0.99).all()
+
+
+def test_mppi_draws_the_acting_elite_by_its_score():
+    # The prior's action (1.0) earns 2 ln 3, the Gaussian samples around -0.5 earn 0. With 4 elites and temperature
+    # 0.5 the prior's score is 3 / (3 + 1 + 1 + 1) = 0.5: the acting elite is the prior's half of the time.
+    class Bandit:
+        def imagine_step(self, latent, action):
+            return latent, 2 * math.log(3) * (action[:, 0] > 0.9).float()
+
+        def policy_prior(self, latent):
+            return th.ones(latent.shape[0], 1)
+
+        def terminal_value(self, latent, generator):
+            return th.zeros(latent.shape[0])
+
+    th.manual_seed(0)
+    planner = MPPIPlanner(action_dim=1, horizon=1, iterations=1, num_samples=8, num_elites=4, num_policy_trajs=1, max_std=0.01)
+    actions = th.cat([planner.plan(Bandit(), th.zeros(1, 1), th.full((1, 1, 1), -0.5)).action for _ in range(1000)])
+    frequency = (actions == 1.0).float().mean().item()
+    assert abs(frequency - 0.5) < 0.05, frequency
+
+
 # ------------------------------------------------------------------------------------------ Mish
 def test_fast_mish_matches_torch_mish_values_and_gradients():
     from sb3_worldmodels.common.networks import Mish
@@ -190,3 +232,37 @@ def test_fast_mish_matches_torch_mish_values_and_gradients():
     with th.no_grad():
         y = th.randn(1000) * 10
         assert th.allclose(Mish()(y), th.nn.functional.mish(y), rtol=1e-5, atol=1e-6)
+
+
+def test_gumbel_noise_has_the_gumbel_distribution():
+    from sb3_worldmodels.dcmpc.dcmpc import gumbel_noise
+
+    th.manual_seed(0)
+    g = gumbel_noise((200_000,), "cpu")
+    assert th.isfinite(g).all()
+    # Standard Gumbel: mean = Euler-Mascheroni constant, variance = pi^2 / 6, P(g <= 0) = exp(-1).
+    assert abs(g.mean().item() - 0.5772) < 0.01
+    assert abs(g.var().item() - 3.14159**2 / 6) < 0.02
+    assert abs((g <= 0).float().mean().item() - 0.3679) < 0.005
+
+
+def test_make_optimizer_uses_the_fused_kernel_and_computes_the_same_update():
+    from sb3_worldmodels.common.optim import make_optimizer
+
+    th.manual_seed(0)
+    nets = [mlp(4, [8], 2), mlp(4, [8], 2)]
+    nets[1].load_state_dict(nets[0].state_dict())
+    fused = make_optimizer(th.optim.AdamW, nets[0].parameters(), 1e-2, weight_decay=0.01)
+    loop = th.optim.AdamW(nets[1].parameters(), lr=1e-2, weight_decay=0.01, foreach=False)
+    assert fused.defaults["fused"] is True
+    x = th.randn(16, 4)
+    for _ in range(3):
+        for net, opt in zip(nets, (fused, loop), strict=True):
+            opt.zero_grad()
+            net(x).pow(2).sum().backward()
+            opt.step()
+    for a, b in zip(nets[0].parameters(), nets[1].parameters(), strict=True):
+        assert th.allclose(a, b, rtol=1e-5, atol=1e-6)
+    # A caller's explicit choice is kept, and optimizers without a fused option are built as asked.
+    assert not make_optimizer(th.optim.Adam, nets[0].parameters(), 1e-3, foreach=False).defaults.get("fused")
+    assert isinstance(make_optimizer(th.optim.SGD, nets[0].parameters(), 1e-3), th.optim.SGD)

@@ -136,8 +136,11 @@ class MPPIPlanner:
                     z, _ = model.imagine_step(z, prior)
         std = th.full_like(mean, self.max_std)
         rows = th.arange(n_states, device=device).unsqueeze(1)
+        # With a generator (repeatable planning) every state of the batch gets the same noise, so that a state's plan
+        # does not depend on the other states of the batch; otherwise the states are planned with independent noise.
+        noise_rows = 1 if generator is not None else n_states
         for _ in range(self.iterations):
-            noise = th.randn((n_states, N - P, H, A), device=device, generator=generator)
+            noise = th.randn((noise_rows, N - P, H, A), device=device, generator=generator)
             actions[:, P:] = (mean.unsqueeze(1) + std.unsqueeze(1) * noise).clamp(-1, 1)
             value = self.rollout_value(model, flat_latent, actions.view(n_states * N, H, A), generator).view(n_states, N)
             value = th.nan_to_num(value, nan=0.0)
@@ -148,6 +151,8 @@ class MPPIPlanner:
             variance = th.einsum("ek,ekha->eha", score, (elite_actions - mean.unsqueeze(1)) ** 2)
             std = variance.sqrt().clamp(self.min_std, self.max_std)
         # Act with one elite drawn by its score (DC-MPC, TD-MPC2), not with the mean.
-        chosen = th.multinomial(score, 1, generator=generator).squeeze(1)
+        # Inverse-CDF draw, with one uniform shared by the batch when a generator is given (as the noise above).
+        uniform = th.rand((noise_rows, 1), device=device, generator=generator)
+        chosen = (score.cumsum(dim=1) < uniform).sum(dim=1).clamp_(max=K - 1)
         action = elite_actions[th.arange(n_states, device=device), chosen, 0]
         return PlanResult(action=action, mean=mean, std=std, elite_value=elite_value.mean(dim=1))

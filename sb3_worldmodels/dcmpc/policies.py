@@ -15,6 +15,7 @@ from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
 from sb3_worldmodels.common.networks import EnsembleMLP, Mish, mlp
+from sb3_worldmodels.common.optim import make_optimizer
 from sb3_worldmodels.common.spaces import as_contiguous, to_env_actions
 from sb3_worldmodels.dcmpc.fsq import FSQ
 from sb3_worldmodels.dcmpc.planner import MPPIPlanner, PlanResult
@@ -112,12 +113,14 @@ class DCMPCPolicy(BasePolicy):
 
         world_model = [*self.features_extractor.parameters(), *self.encoder.parameters(), *self.dynamics.parameters()]
         world_model += list(self.reward.parameters())
-        self.world_model_optimizer = th.optim.AdamW(world_model, lr=lr_schedule(1), weight_decay=self.world_model_weight_decay)
-        self.critic_optimizer = self.optimizer_class(
-            self.critics.parameters(), lr=self.critic_learning_rate, **self.optimizer_kwargs
+        self.world_model_optimizer = make_optimizer(
+            th.optim.AdamW, world_model, lr_schedule(1), weight_decay=self.world_model_weight_decay
         )
-        self.actor_optimizer = self.optimizer_class(
-            self.actor.parameters(), lr=self.actor_learning_rate, **self.optimizer_kwargs
+        self.critic_optimizer = make_optimizer(
+            self.optimizer_class, self.critics.parameters(), self.critic_learning_rate, **self.optimizer_kwargs
+        )
+        self.actor_optimizer = make_optimizer(
+            self.optimizer_class, self.actor.parameters(), self.actor_learning_rate, **self.optimizer_kwargs
         )
         self.planner = MPPIPlanner(action_dim, **self.planner_kwargs)
 

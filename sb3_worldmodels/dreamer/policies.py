@@ -16,6 +16,7 @@ from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
 from sb3_worldmodels.common.networks import mlp
+from sb3_worldmodels.common.optim import make_optimizer
 from sb3_worldmodels.common.spaces import as_contiguous, to_env_actions
 from sb3_worldmodels.dreamer.rssm import RSSM, RSSMState
 
@@ -252,15 +253,10 @@ class DreamerPolicy(BasePolicy):
         )
         self.value = mlp(feature_dim, a["value_net_arch"], 1, act, layer_norm=False)
 
-        self.world_model_optimizer = self.optimizer_class(
-            self.world_model_parameters(), lr=lr_schedule(1), **self.optimizer_kwargs
-        )
-        self.actor_optimizer = self.optimizer_class(
-            self.actor.parameters(), lr=a["actor_learning_rate"], **self.optimizer_kwargs
-        )
-        self.value_optimizer = self.optimizer_class(
-            self.value.parameters(), lr=a["value_learning_rate"], **self.optimizer_kwargs
-        )
+        cls, kwargs = self.optimizer_class, self.optimizer_kwargs
+        self.world_model_optimizer = make_optimizer(cls, self.world_model_parameters(), lr_schedule(1), **kwargs)
+        self.actor_optimizer = make_optimizer(cls, self.actor.parameters(), a["actor_learning_rate"], **kwargs)
+        self.value_optimizer = make_optimizer(cls, self.value.parameters(), a["value_learning_rate"], **kwargs)
 
     @staticmethod
     def _module_key(key: str) -> str:

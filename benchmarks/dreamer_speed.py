@@ -1,0 +1,90 @@
+"""Speed and memory of one Dreamer gradient update (world model + imagination actor-critic).
+
+    python benchmarks/dreamer_speed.py [--size paper|paper-vector|pendulum-cpu] [--threads 2] [--repeats 3]
+
+``paper``: 64x64x3 images, 6-D actions, every network size and the batch (50 sequences x 50 steps) as in the paper;
+``paper-vector``: the same with a 24-D vector observation (walker-walk's state); ``pendulum-cpu``: the
+``DREAMER_PENDULUM_CPU`` preset. Reports FLOPs of matrix products and convolutions (``torch.utils.flop_counter``,
+backward included), the fp32 matmul rate measured in the same run, the floor FLOPs / rate, the median time after
+warm-up and their ratio, and the peak resident memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+
+import gymnasium as gym
+import numpy as np
+import torch as th
+from _timing import count_flops, matmul_rate, median_time, print_table
+from stable_baselines3.common.logger import configure
+
+from sb3_worldmodels import Dreamer
+from sb3_worldmodels.presets import DREAMER_PENDULUM_CPU
+
+
+class ShapeEnv(gym.Env):
+    """An env with the requested spaces; only the spaces matter here (the buffer is filled with random data)."""
+
+    def __init__(self, observation_space: gym.Space, action_dim: int):
+        self.observation_space = observation_space
+        self.action_space = gym.spaces.Box(-1, 1, (action_dim,), np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        return self.observation_space.sample(), {}
+
+    def step(self, action):
+        return self.observation_space.sample(), 0.0, False, False, {}
+
+
+def build(size: str) -> Dreamer:
+    if size == "paper":
+        env = ShapeEnv(gym.spaces.Box(0, 255, (64, 64, 3), np.uint8), 6)
+        return Dreamer("CnnPolicy", env, buffer_size=5000, learning_starts=0, device="cpu")
+    if size == "paper-vector":
+        env = ShapeEnv(gym.spaces.Box(-np.inf, np.inf, (24,), np.float32), 6)
+        return Dreamer("MlpPolicy", env, buffer_size=5000, learning_starts=0, device="cpu")
+    return Dreamer("MlpPolicy", "Pendulum-v1", device="cpu", **{**DREAMER_PENDULUM_CPU, "learning_starts": 0})
+
+
+def fill_buffer(model: Dreamer, n: int) -> None:
+    space = model.observation_space
+    act_dim = model.action_space.shape[0]
+    for k in range(n):
+        obs = space.sample()[None]
+        model.replay_buffer.add(
+            obs, obs, np.random.uniform(-1, 1, (1, act_dim)), np.random.rand(1), np.array([k % 500 == 499]), [{}]
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", choices=["paper", "paper-vector", "pendulum-cpu"], default="paper")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    th.set_num_threads(args.threads)
+    th.manual_seed(0)
+    np.random.seed(0)
+
+    model = build(args.size)
+    model.set_logger(configure(None, []))
+    fill_buffer(model, 2000)
+
+    def update():
+        model.train(gradient_steps=1, batch_size=model.batch_size)
+
+    fp32 = matmul_rate(th.float32)
+    flops = count_flops(update)
+    seconds = median_time(update, args.repeats)
+    fp32_after = matmul_rate(th.float32)
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"size={args.size} threads={args.threads} torch={th.__version__} batch={model.batch_size}x{model.batch_length}")
+    print(f"matmul rate: fp32 {fp32 / 1e9:.0f} GFLOP/s before, {fp32_after / 1e9:.0f} after the timings")
+    print_table([("gradient update", flops, flops / fp32, seconds)])
+    print(f"peak resident memory: {peak_mib:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
