@@ -2,7 +2,7 @@
 
     python examples/train_pendulum.py [--steps N] [--seed S] [--output PATH]
 
-About 10 minutes on a 2-core CPU; Pendulum-v1 counts as solved at a mean return of about -200.
+About 7 minutes on a 2-core CPU (see BENCHMARKS.md); Pendulum-v1 counts as solved at a mean return of about -200.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import time
 import gymnasium as gym
 import torch as th
 from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.monitor import Monitor
 
 from sb3_worldmodels import DCMPC
 from sb3_worldmodels.presets import DCMPC_PENDULUM_CPU, DCMPC_PENDULUM_CPU_STEPS
@@ -32,7 +33,7 @@ def main() -> None:
     print(f"Trained for {args.steps} env steps in {time.time() - start:.0f} s")
     model.save(args.output)
 
-    eval_env = gym.make("Pendulum-v1")
+    eval_env = Monitor(gym.make("Pendulum-v1"))
     eval_env.reset(seed=args.seed + 1000)
     mean, std = evaluate_policy(model, eval_env, n_eval_episodes=10, deterministic=True)
     print(f"Evaluation over 10 episodes: mean return {mean:.1f} +/- {std:.1f} (random policy: about -1200)")

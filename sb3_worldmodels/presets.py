@@ -11,7 +11,7 @@ from typing import Any
 #: DC-MPC on Pendulum-v1 with a 2-core CPU. Differences from the paper's defaults, and why:
 #:
 #: - smaller networks and planner: a 32-slot latent (64 code values), 128-unit MLPs, MPPI with 128 samples and
-#:   3 iterations (about 20 ms per planning call and 70 ms per update on 2 cores instead of seconds);
+#:   3 iterations (about 20 ms per planning call and 60 ms per update on 2 cores instead of seconds);
 #: - 500 random steps and 500 pretraining updates instead of 10 episodes (Pendulum episodes are 200 steps);
 #: - learning rates 1e-3 and 3-step TD targets: Pendulum's returns reach -1000, and with the paper's 1e-4 / 3e-4
 #:   and 1-step targets the critics take several thousand updates to reach that scale;
