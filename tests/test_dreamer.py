@@ -239,3 +239,19 @@ def test_continuation_head_for_tasks_with_terminations(tiny_dreamer_kwargs):
     data = model.replay_buffer.sample_sequences(4, 7)
     stats, _ = model._update_world_model(data)
     assert "world_model/continuation_loss" in stats and stats["world_model/continuation_loss"] > 0
+
+
+def test_latent_is_reset_per_env_at_episode_starts(tiny_dreamer_kwargs):
+    model = Dreamer("MlpPolicy", make_vec_env("Pendulum-v1", n_envs=2, seed=0), seed=0, **tiny_dreamer_kwargs)
+    obs = np.random.default_rng(1).uniform(-1, 1, (2, 3)).astype(np.float32)
+    _, state = model.predict(obs, deterministic=True)
+    _, state = model.predict(obs * 0.5, state=state, episode_start=np.array([False, False]), deterministic=True)
+    fresh_action, fresh_state = model.predict(obs, deterministic=True)
+    carried_action, carried_state = model.predict(obs, state=state, episode_start=np.array([False, False]), deterministic=True)
+    mixed_action, mixed_state = model.predict(obs, state=state, episode_start=np.array([True, False]), deterministic=True)
+    # Env 0 starts a new episode: its latent is the fresh one; env 1 keeps its history.
+    np.testing.assert_allclose(mixed_state[0][0], fresh_state[0][0], atol=1e-6)
+    np.testing.assert_allclose(mixed_state[0][1], carried_state[0][1], atol=1e-6)
+    np.testing.assert_allclose(mixed_action[0], fresh_action[0], atol=1e-6)
+    np.testing.assert_allclose(mixed_action[1], carried_action[1], atol=1e-6)
+    assert not np.allclose(fresh_state[0][1], carried_state[0][1])
