@@ -14,38 +14,15 @@ import os
 os.environ.setdefault("MUJOCO_GL", "egl")  # before dm_control is imported
 
 import gymnasium as gym  # noqa: E402
-import shimmy  # noqa: E402
 from stable_baselines3.common.evaluation import evaluate_policy  # noqa: E402
 
 from sb3_worldmodels import Dreamer  # noqa: E402
 from sb3_worldmodels.common.callbacks import OpenLoopVideoCallback, PredictionErrorCallback  # noqa: E402
-
-
-class ActionRepeat(gym.Wrapper):
-    """Repeat each action ``repeat`` times and sum the rewards (both papers use 2 on DMC)."""
-
-    def __init__(self, env: gym.Env, repeat: int = 2):
-        super().__init__(env)
-        self.repeat = repeat
-
-    def step(self, action):
-        total = 0.0
-        for _ in range(self.repeat):
-            obs, reward, terminated, truncated, info = self.env.step(action)
-            total += float(reward)
-            if terminated or truncated:
-                break
-        return obs, total, terminated, truncated, info
+from sb3_worldmodels.common.wrappers import make_pixel_dm_control  # noqa: E402
 
 
 def make_env() -> gym.Env:
-    gym.register_envs(shimmy)
-    env = gym.make(
-        "dm_control/cartpole-swingup-v0",
-        render_mode="rgb_array",
-        render_kwargs={"width": 64, "height": 64, "camera_id": 0},
-    )
-    return ActionRepeat(gym.wrappers.AddRenderObservation(env, render_only=True), repeat=2)
+    return make_pixel_dm_control("dm_control/cartpole-swingup-v0", size=64, action_repeat=2)
 
 
 def main() -> None:

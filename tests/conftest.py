@@ -60,18 +60,11 @@ def tiny_dreamer_kwargs() -> dict:
     return {**TINY_DREAMER, "policy_kwargs": dict(TINY_DREAMER["policy_kwargs"])}
 
 
-def make_pixel_cartpole(size: int = 64):
+def make_pixel_cartpole(size: int = 64, action_repeat: int = 1):
     """dm_control cartpole-swingup from pixels only: 64x64x3 uint8 frames rendered with EGL."""
-    import gymnasium as gym
-    import shimmy
+    from sb3_worldmodels.common.wrappers import make_pixel_dm_control
 
-    gym.register_envs(shimmy)
-    env = gym.make(
-        "dm_control/cartpole-swingup-v0",
-        render_mode="rgb_array",
-        render_kwargs={"width": size, "height": size, "camera_id": 0},
-    )
-    return gym.wrappers.AddRenderObservation(env, render_only=True)
+    return make_pixel_dm_control("dm_control/cartpole-swingup-v0", size=size, action_repeat=action_repeat)
 
 
 class ToyEnv(gym.Env):
