@@ -24,9 +24,12 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.evaluation import evaluate_policy
 
 from sb3_worldmodels import DCMPC, Dreamer
+from sb3_worldmodels.common.wrappers import ActionRepeat
 from sb3_worldmodels.presets import DCMPC_PENDULUM_CPU, DREAMER_PENDULUM_CPU
 
 THRESHOLD = -200.0
+# Pendulum-v1's reward lies in [-MAX_COST, 0] (theta^2 + 0.1 thetadot^2 + 0.001 u^2 at their bounds).
+MAX_COST = np.pi**2 + 0.1 * 8.0**2 + 0.001 * 2.0**2
 
 
 class EvalCurve(BaseCallback):
@@ -46,9 +49,25 @@ class EvalCurve(BaseCallback):
         return True
 
 
-def run(algo: str, seed: int, steps: int, eval_freq: int, eval_episodes: int, override: dict, verbose: int = 0) -> dict:
+def run(
+    algo: str,
+    seed: int,
+    steps: int,
+    eval_freq: int,
+    eval_episodes: int,
+    override: dict,
+    verbose: int = 0,
+    repeat: int = 1,
+    unit_reward: bool = False,
+) -> dict:
+    # With action repeat, `steps` and `eval_freq` count agent steps; the results record env steps (x repeat).
     env = gym.make("Pendulum-v1")
-    eval_env = gym.make("Pendulum-v1")
+    if unit_reward:
+        # Training reward mapped affinely onto [0, 1] per env step, the scale of DMC rewards the papers tuned for.
+        # Episodes have a fixed length (no terminations), so the optimal policy is unchanged; evaluation uses the raw reward.
+        env = gym.wrappers.TransformReward(env, lambda r: (r + MAX_COST) / MAX_COST)
+    env = ActionRepeat(env, repeat)
+    eval_env = ActionRepeat(gym.make("Pendulum-v1"), repeat)
     eval_env.reset(seed=10_000 + seed)
     if algo == "dcmpc":
         model = DCMPC("MlpPolicy", env, seed=seed, verbose=verbose, **{**DCMPC_PENDULUM_CPU, **override})
@@ -60,7 +79,14 @@ def run(algo: str, seed: int, steps: int, eval_freq: int, eval_episodes: int, ov
     start = time.time()
     model.learn(steps, callback=callback, log_interval=2)
     return dict(
-        algo=algo, seed=seed, override=override, steps=callback.steps, returns=callback.returns, wall_s=time.time() - start
+        algo=algo,
+        seed=seed,
+        override=override,
+        action_repeat=repeat,
+        unit_reward=unit_reward,
+        steps=[step * repeat for step in callback.steps],
+        returns=callback.returns,
+        wall_s=time.time() - start,
     )
 
 
@@ -112,6 +138,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--override", type=json.loads, default={}, help="JSON dict of constructor arguments to change")
     parser.add_argument("--verbose", type=int, default=0)
+    parser.add_argument("--action-repeat", type=int, default=1, help="steps and eval-freq then count agent steps")
+    parser.add_argument("--unit-reward", action="store_true", help="train on the reward mapped onto [0, 1]")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--plot", type=Path, default=None)
     args = parser.parse_args()
@@ -121,7 +149,17 @@ def main() -> None:
     th.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     for seed in args.seeds:
-        result = run(args.algo, seed, args.steps, args.eval_freq, args.eval_episodes, args.override, args.verbose)
+        result = run(
+            args.algo,
+            seed,
+            args.steps,
+            args.eval_freq,
+            args.eval_episodes,
+            args.override,
+            args.verbose,
+            args.action_repeat,
+            args.unit_reward,
+        )
         (args.out / f"{args.algo}_seed{seed}.json").write_text(json.dumps(result))
 
 
