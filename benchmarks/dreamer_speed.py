@@ -1,12 +1,13 @@
 """Speed and memory of one Dreamer gradient update (world model + imagination actor-critic).
 
-    python benchmarks/dreamer_speed.py [--size paper|paper-vector|pendulum-cpu] [--threads 2] [--repeats 3]
+    python benchmarks/dreamer_speed.py [--size paper|paper-vector|pendulum-cpu|pixels-cpu] [--threads 2] [--repeats 3]
 
 ``paper``: 64x64x3 images, 6-D actions, every network size and the batch (50 sequences x 50 steps) as in the paper;
 ``paper-vector``: the same with a 24-D vector observation (walker-walk's state); ``pendulum-cpu``: the
-``DREAMER_PENDULUM_CPU`` preset. Reports FLOPs of matrix products and convolutions (``torch.utils.flop_counter``,
-backward included), the fp32 matmul rate measured in the same run, the floor FLOPs / rate, the median time after
-warm-up and their ratio, and the peak resident memory.
+``DREAMER_PENDULUM_CPU`` preset; ``pixels-cpu``: the ``DREAMER_PIXELS_CPU`` preset with 64x64x3 images and a 1-D
+action (cartpole). Reports FLOPs of matrix products and convolutions (``torch.utils.flop_counter``, backward
+included), the fp32 matmul rate measured in the same run, the floor FLOPs / rate, the median time after warm-up and
+their ratio, and the peak resident memory.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from _timing import count_flops, matmul_rate, median_time, print_table
 from stable_baselines3.common.logger import configure
 
 from sb3_worldmodels import Dreamer
-from sb3_worldmodels.presets import DREAMER_PENDULUM_CPU
+from sb3_worldmodels.presets import DREAMER_PENDULUM_CPU, DREAMER_PIXELS_CPU
 
 
 class ShapeEnv(gym.Env):
@@ -45,6 +46,9 @@ def build(size: str) -> Dreamer:
     if size == "paper-vector":
         env = ShapeEnv(gym.spaces.Box(-np.inf, np.inf, (24,), np.float32), 6)
         return Dreamer("MlpPolicy", env, buffer_size=5000, learning_starts=0, device="cpu")
+    if size == "pixels-cpu":
+        env = ShapeEnv(gym.spaces.Box(0, 255, (64, 64, 3), np.uint8), 1)
+        return Dreamer("CnnPolicy", env, device="cpu", **{**DREAMER_PIXELS_CPU, "learning_starts": 0, "buffer_size": 5000})
     return Dreamer("MlpPolicy", "Pendulum-v1", device="cpu", **{**DREAMER_PENDULUM_CPU, "learning_starts": 0})
 
 
@@ -60,7 +64,7 @@ def fill_buffer(model: Dreamer, n: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", choices=["paper", "paper-vector", "pendulum-cpu"], default="paper")
+    parser.add_argument("--size", choices=["paper", "paper-vector", "pendulum-cpu", "pixels-cpu"], default="paper")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()

@@ -1,6 +1,6 @@
 """Dreamer from pixels on dm_control cartpole-swingup (action repeat 2), with the open-loop prediction figure.
 
-    MUJOCO_GL=egl python examples/dreamer_dmc_pixels.py --steps 20000 --tensorboard runs
+    MUJOCO_GL=egl python examples/dreamer_dmc_pixels.py --steps 20000 --tensorboard runs [--paper-sizes]
 
 Images are 64x64x3 uint8 frames from the env's renderer (``AddRenderObservation``); TensorBoard shows the
 losses and, under ``world_model/open_loop_prediction``, truth / prediction / difference.
@@ -19,6 +19,7 @@ from stable_baselines3.common.evaluation import evaluate_policy  # noqa: E402
 from sb3_worldmodels import Dreamer  # noqa: E402
 from sb3_worldmodels.common.callbacks import OpenLoopVideoCallback, PredictionErrorCallback  # noqa: E402
 from sb3_worldmodels.common.wrappers import make_pixel_dm_control  # noqa: E402
+from sb3_worldmodels.presets import DREAMER_PIXELS_CPU  # noqa: E402
 
 
 def make_env() -> gym.Env:
@@ -30,8 +31,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20_000)
     parser.add_argument("--tensorboard", default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--paper-sizes", action="store_true", help="the paper's networks and schedule (GPU-sized)")
     args = parser.parse_args()
-    model = Dreamer("CnnPolicy", make_env(), seed=args.seed, verbose=1, tensorboard_log=args.tensorboard)
+    # The CPU preset by default: at the paper's sizes one update takes about 28 s on a 2-core CPU (BENCHMARKS.md).
+    kwargs = {} if args.paper_sizes else DREAMER_PIXELS_CPU
+    model = Dreamer("CnnPolicy", make_env(), seed=args.seed, verbose=1, tensorboard_log=args.tensorboard, **kwargs)
     callbacks = [OpenLoopVideoCallback(log_freq=5000), PredictionErrorCallback(log_freq=1000)]
     model.learn(args.steps, callback=callbacks, progress_bar=True)
     model.save("dreamer_cartpole_pixels")

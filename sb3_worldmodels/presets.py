@@ -64,3 +64,30 @@ DREAMER_PENDULUM_CPU: dict[str, Any] = dict(
         actor_net_arch=[200, 200],
     ),
 )
+
+#: Dreamer from 64x64 pixels (dm_control, action repeat 2) on a 2-core CPU. Differences from the paper's defaults:
+#:
+#: - half-width CNNs (depth 16), GRU 100 and 200-unit MLPs, batches of 16 sequences of 32 steps: an update
+#:   takes about 1.3 s instead of about 28 s on 2 cores (BENCHMARKS.md, "Dreamer speed");
+#: - 1000 prefill steps and 10 updates every 100 agent steps (the paper: 5000, and 100 every 1000);
+#: - learning rates as :data:`DREAMER_PENDULUM_CPU` for the actor and value; DMC rewards are in [0, 1] as in the paper.
+DREAMER_PIXELS_CPU: dict[str, Any] = dict(
+    learning_rate=6e-4,
+    actor_learning_rate=3e-4,
+    value_learning_rate=3e-4,
+    learning_starts=1000,
+    train_freq=100,
+    gradient_steps=10,
+    batch_size=16,
+    batch_length=32,
+    buffer_size=100_000,
+    policy_kwargs=dict(
+        stoch_dim=30,
+        deter_dim=100,
+        hidden_dim=100,
+        cnn_depth=16,
+        reward_net_arch=[200, 200],
+        value_net_arch=[200, 200],
+        actor_net_arch=[200, 200],
+    ),
+)

@@ -255,3 +255,16 @@ def test_latent_is_reset_per_env_at_episode_starts(tiny_dreamer_kwargs):
     np.testing.assert_allclose(mixed_action[0], fresh_action[0], atol=1e-6)
     np.testing.assert_allclose(mixed_action[1], carried_action[1], atol=1e-6)
     assert not np.allclose(fresh_state[0][1], carried_state[0][1])
+
+
+def test_pixel_cpu_preset_builds_and_updates():
+    from conftest import ToyEnv
+
+    from sb3_worldmodels.presets import DREAMER_PIXELS_CPU
+
+    env = ToyEnv(spaces.Box(0, 255, (64, 64, 3), np.uint8), spaces.Box(-1, 1, (1,), np.float32))
+    model = Dreamer("CnnPolicy", env, seed=0, **{**DREAMER_PIXELS_CPU, "learning_starts": 40, "buffer_size": 200})
+    assert model.policy.rssm.deter_dim == 100 and model.train_freq.frequency == 100
+    model.learn(40)
+    stats, _ = model._update_world_model(model.replay_buffer.sample_sequences(2, 5))
+    assert np.isfinite(stats["world_model/loss"].item())
