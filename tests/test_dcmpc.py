@@ -325,3 +325,30 @@ def test_an_interrupted_save_keeps_the_previous_files(tmp_path, trained_model, m
     assert sorted(p.name for p in tmp_path.iterdir()) == ["buffer.pkl", "model.zip"]
     monkeypatch.undo()
     DCMPC.load(tmp_path / "model").load_replay_buffer(tmp_path / "buffer")
+
+
+@pytest.mark.parametrize("bad", ["observation", "reward"])
+def test_non_finite_env_data_is_refused_with_the_env_index(bad, tiny_dcmpc_kwargs):
+    from conftest import ToyEnv
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    class Broken(ToyEnv):
+        def __init__(self, broken: bool):
+            super().__init__(spaces.Box(-1, 1, (3,), np.float32), spaces.Box(-1, 1, (1,), np.float32))
+            self.broken, self.t = broken, 0
+
+        def step(self, action):
+            self.t += 1
+            obs, reward = self.observation_space.sample(), 0.0
+            if self.broken and self.t == 7:
+                if bad == "observation":
+                    obs[1] = np.nan
+                else:
+                    reward = float("inf")
+            return obs, reward, False, False, {}
+
+    env = DummyVecEnv([lambda: Broken(False), lambda: Broken(True)])
+    model = DCMPC("MlpPolicy", env, seed=0, **tiny_dcmpc_kwargs)
+    with pytest.raises(ValueError, match=rf"Non-finite {bad} from env index \[1\] at step 14"):
+        model.learn(40)
+    assert model.replay_buffer.size() == 6  # the 6 good steps are kept, the bad one never stored

@@ -131,10 +131,25 @@ class WorldModelAlgorithm(OffPolicyAlgorithm):
         dones: np.ndarray,
         infos: list[dict[str, Any]],
     ) -> None:
+        self._check_finite(new_obs, reward)
         super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)
         self._episode_starts = np.asarray(dones, dtype=bool).copy()
         if self.num_timesteps >= self.learning_starts:
             self._learning_episodes += int(np.sum(dones))
+
+    def _check_finite(self, new_obs: np.ndarray | dict[str, np.ndarray], reward: np.ndarray) -> None:
+        """Refuse non-finite observations or rewards before they reach the replay buffer (and from there the weights)."""
+        parts = new_obs.items() if isinstance(new_obs, dict) else [("", new_obs)]
+        for name, values in [*parts, ("reward", reward)]:
+            values = np.asarray(values)
+            if np.issubdtype(values.dtype, np.floating) and not np.isfinite(values).all():
+                bad = np.flatnonzero(~np.isfinite(values.reshape(values.shape[0], -1)).all(axis=1))
+                what = "reward" if name == "reward" else f"observation{f' key {name!r}' if name else ''}"
+                raise ValueError(
+                    f"Non-finite {what} from env index {bad.tolist()} at step {self.num_timesteps}: NaN or inf would "
+                    "corrupt the replay buffer and the networks. Fix the environment, or wrap it (e.g. in SB3's "
+                    "VecCheckNan to find the source)."
+                )
 
     def _clip_and_step(self, optimizer: th.optim.Optimizer, loss: th.Tensor, max_grad_norm: float) -> th.Tensor:
         """Backward, clip the gradient norm of the optimizer's parameters, step; returns the norm before clipping."""
