@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import io
+import json
 import os
 import pathlib
+import zipfile
 from collections.abc import Iterable
 from typing import Any
 
+import cloudpickle
 import numpy as np
 import torch as th
 from gymnasium import spaces
@@ -168,6 +172,41 @@ class WorldModelAlgorithm(OffPolicyAlgorithm):
                 self.logger.record(key, value)
         for key, value in self._acting_stats.items():
             self.logger.record(key, float(value))
+
+    @classmethod
+    def _check_checkpoint_algorithm(cls, path: str | pathlib.Path | io.BufferedIOBase) -> None:
+        """Fail with a clear message when a checkpoint was saved by another algorithm (its policy class tells)."""
+        if not isinstance(path, (str, pathlib.Path)):
+            return
+        path = pathlib.Path(path)
+        path = path if path.exists() else _target_path(path, "zip")
+        if not path.is_file():
+            return  # SB3's loader reports missing files itself
+        try:
+            with zipfile.ZipFile(path) as archive:
+                serialized = json.loads(archive.read("data")).get("policy_class", {})
+        except (KeyError, ValueError, EOFError, zipfile.BadZipFile) as error:
+            raise ValueError(
+                f"{path} is not a complete SB3 checkpoint (truncated, corrupt or another kind of file): {error!r}"
+            ) from error
+        if not isinstance(serialized, dict) or ":serialized:" not in serialized:
+            return
+        try:
+            policy_class = cloudpickle.loads(base64.b64decode(serialized[":serialized:"].encode()))
+        except Exception:  # noqa: BLE001 - a class that cannot be imported here is reported below by name
+            policy_class = None
+        if isinstance(policy_class, type) and any(issubclass(policy_class, p) for p in cls.policy_aliases.values()):
+            return
+        name = f"{serialized.get('__module__', '?')}.{getattr(policy_class, '__qualname__', '?')}"
+        raise ValueError(
+            f"{path} was saved by another algorithm (its policy is {name}); {cls.__name__}.load reads checkpoints of "
+            f"{cls.__name__} only. Load it with the algorithm class that saved it."
+        )
+
+    @classmethod
+    def load(cls, path, env=None, device="auto", custom_objects=None, print_system_info=False, force_reset=True, **kwargs):
+        cls._check_checkpoint_algorithm(path)
+        return super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
 
     def save(
         self,

@@ -1,0 +1,215 @@
+"""One SB3 contract for both algorithms (after SB3's test_save_load / test_run / test_spaces / test_deterministic).
+
+Every test runs for DCMPC and for Dreamer with tiny networks passed explicitly.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch as th
+from conftest import TINY_DCMPC, TINY_DREAMER, ToyEnv
+from gymnasium import spaces
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
+
+from sb3_worldmodels import DCMPC, Dreamer
+
+ALGOS = [pytest.param(DCMPC, TINY_DCMPC, id="DCMPC"), pytest.param(Dreamer, TINY_DREAMER, id="Dreamer")]
+
+
+def make(algo, tiny, env="Pendulum-v1", **extra):
+    kwargs = {**tiny, "policy_kwargs": dict(tiny["policy_kwargs"]), **extra}
+    return algo("MlpPolicy", env, seed=0, **kwargs)
+
+
+OBS = np.random.default_rng(0).uniform(-1, 1, (4, 3)).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------------- parameters
+@pytest.mark.parametrize("algo, tiny", ALGOS)
+def test_get_and_set_parameters(algo, tiny):
+    model = make(algo, tiny)
+    with th.no_grad():
+        for p in model.policy.parameters():
+            p.add_(0.1 * th.randn_like(p))
+    expected, _ = model.predict(OBS, deterministic=True)
+    params = model.get_parameters()
+    assert "policy" in params and any(name.endswith("optimizer") for name in params)
+
+    other = make(algo, tiny)
+    assert not np.allclose(other.predict(OBS, deterministic=True)[0], expected)
+    other.set_parameters(params, exact_match=True)
+    np.testing.assert_array_equal(other.predict(OBS, deterministic=True)[0], expected)
+
+    # A partial dict (the policy only) is accepted without exact_match.
+    third = make(algo, tiny)
+    third.set_parameters({"policy": params["policy"]}, exact_match=False)
+    np.testing.assert_array_equal(third.predict(OBS, deterministic=True)[0], expected)
+
+    with pytest.raises(ValueError, match="not_a_module is an invalid object name"):
+        other.set_parameters({**params, "not_a_module": {}}, exact_match=True)
+    with pytest.raises(ValueError, match="Names of parameters do not match"):
+        other.set_parameters({"policy": params["policy"]}, exact_match=True)
+    name = next(iter(params["policy"]))
+    wrong_shape = {**params["policy"], name: th.zeros(7, 7, 7)}
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        other.set_parameters({"policy": wrong_shape}, exact_match=False)
+
+
+# ------------------------------------------------------------------------------------ save/load
+@pytest.mark.parametrize("algo, tiny", ALGOS)
+def test_save_exclude_include_custom_objects_and_no_process_state(algo, tiny, tmp_path):
+    model = make(algo, tiny)
+    model.learn(tiny["learning_starts"] + 10)
+    assert model._acting_state is not None
+    model.save(tmp_path / "model", exclude=["tensorboard_log"], include=["_n_updates"])
+    with zipfile.ZipFile(tmp_path / "model.zip") as archive:
+        data = json.loads(archive.read("data"))
+        # Tensors live in the .pth state dicts only; nothing of the running process (acting state) is pickled.
+        assert not {"_acting_state", "_episode_starts", "_acting_stats", "tensorboard_log"} & data.keys()
+        assert "_n_updates" in data
+        assert all(
+            name.endswith(".pth") or name in ("data", "pytorch_variables.pth", "_stable_baselines3_version", "system_info.txt")
+            for name in archive.namelist()
+        )
+    loaded = algo.load(tmp_path / "model", custom_objects={"gamma": 0.5})
+    assert loaded.gamma == 0.5 and loaded._acting_state is None
+    np.testing.assert_array_equal(loaded.predict(OBS, deterministic=True)[0], model.predict(OBS, deterministic=True)[0])
+
+
+@pytest.mark.parametrize("algo, tiny", ALGOS)
+def test_load_onto_cpu_and_set_env(algo, tiny, tmp_path):
+    model = make(algo, tiny)
+    model.save(tmp_path / "model")
+    loaded = algo.load(tmp_path / "model", device="cpu")
+    assert loaded.device.type == "cpu" and all(p.device.type == "cpu" for p in loaded.policy.parameters())
+    loaded.set_env(make_vec_env("Pendulum-v1", n_envs=1, seed=3))
+    loaded.learn(20)
+    # Another number of envs goes through load(path, env), as in SB3.
+    two = algo.load(tmp_path / "model", env=make_vec_env("Pendulum-v1", n_envs=2, seed=3))
+    two.learn(20)
+    assert two.n_envs == 2 and two.replay_buffer.n_envs == 2
+    with pytest.raises(ValueError, match="Observation spaces do not match"):
+        loaded.set_env(gym.make("MountainCarContinuous-v0"))
+
+
+@pytest.mark.parametrize("algo, tiny", ALGOS)
+def test_bad_checkpoints_give_clear_errors(algo, tiny, tmp_path):
+    model = make(algo, tiny)
+    model.save(tmp_path / "model")
+    raw = (tmp_path / "model.zip").read_bytes()
+    (tmp_path / "truncated.zip").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(ValueError, match="not a complete SB3 checkpoint"):
+        algo.load(tmp_path / "truncated.zip")
+    other = DCMPC if algo is Dreamer else Dreamer
+    other_tiny = TINY_DCMPC if algo is Dreamer else TINY_DREAMER
+    make(other, other_tiny).save(tmp_path / "other")
+    with pytest.raises(ValueError, match=rf"saved by another algorithm .*{other.__name__.lower()}\.policies"):
+        algo.load(tmp_path / "other")
+    with pytest.raises(ValueError, match="Observation spaces do not match"):
+        algo.load(tmp_path / "model", env=gym.make("MountainCarContinuous-v0"))
+
+
+# ----------------------------------------------------------------------------------- determinism
+@pytest.mark.parametrize("algo, tiny", ALGOS)
+def test_same_seed_same_results(algo, tiny):
+    buffers = []
+    for _ in range(2):
+        model = make(algo, tiny)
+        model.learn(tiny["learning_starts"] + 60)
+        size = model.replay_buffer.size()
+        buffers.append((model.replay_buffer.actions[:size].copy(), model.replay_buffer.rewards[:size].copy()))
+    np.testing.assert_array_equal(buffers[0][0], buffers[1][0])
+    np.testing.assert_array_equal(buffers[0][1], buffers[1][1])
+
+
+# -------------------------------------------------------------------------------------- vec-envs
+class ShortEpisodes(gym.Wrapper):
+    """Pendulum whose episodes last ``length`` steps, so that envs of one VecEnv end at different steps."""
+
+    def __init__(self, length: int):
+        super().__init__(gym.wrappers.TimeLimit(gym.make("Pendulum-v1").unwrapped, length))
+
+
+@pytest.mark.parametrize("algo, tiny", ALGOS)
+@pytest.mark.parametrize("n_envs", [1, 2, 4])
+def test_dummy_vec_env_with_episodes_ending_at_different_steps(algo, tiny, n_envs):
+    from stable_baselines3.common.monitor import Monitor
+
+    env = DummyVecEnv([lambda k=k: Monitor(ShortEpisodes(13 + 7 * k)) for k in range(n_envs)])
+    model = make(algo, tiny, env=env)
+    model.learn(tiny["learning_starts"] + 40 * n_envs)
+    assert model.replay_buffer.n_envs == n_envs
+    assert len(model.ep_info_buffer) > 0  # Monitor statistics reach rollout/ep_rew_mean
+    data = model.replay_buffer.sample_sequences(8, 4)
+    assert data.observations.shape[:2] == (8, 5)
+
+
+@pytest.mark.parametrize("algo, tiny", ALGOS)
+def test_subproc_vec_env(algo, tiny):
+    env = make_vec_env("Pendulum-v1", n_envs=2, seed=0, vec_env_cls=SubprocVecEnv)
+    try:
+        model = make(algo, tiny, env=env)
+        model.learn(tiny["learning_starts"] + 20)
+        assert model.num_timesteps >= tiny["learning_starts"] + 20
+    finally:
+        env.close()
+
+
+# ---------------------------------------------------------------------------------------- spaces
+@pytest.mark.parametrize("algo, tiny", ALGOS)
+def test_asymmetric_action_bounds_and_float64_observations(algo, tiny):
+    env = ToyEnv(spaces.Box(-1, 1, (3,), np.float64), spaces.Box(0.0, 2.0, (2,), np.float32))
+    model = make(algo, tiny, env=env)
+    model.learn(tiny["learning_starts"] + 10)
+    actions, _ = model.predict(OBS.astype(np.float64), deterministic=False)
+    assert actions.shape == (4, 2) and (actions >= 0).all() and (actions <= 2).all()
+    stored = model.replay_buffer.actions[: model.replay_buffer.size()]
+    assert stored.min() >= -1 and stored.max() <= 1 and stored.min() < 0  # rescaled to [-1, 1] in the buffer
+    assert model.replay_buffer.observations.dtype == np.float32
+
+
+@pytest.mark.parametrize("algo, tiny", ALGOS)
+@pytest.mark.parametrize(
+    "observation_space, action_space",
+    [
+        (spaces.Box(-1, 1, (3,)), spaces.MultiDiscrete([2, 3])),
+        (spaces.Tuple([spaces.Box(-1, 1, (3,))]), spaces.Box(-1, 1, (1,))),
+        (spaces.Box(-1, 1, (4, 5, 6)), spaces.Box(-1, 1, (1,))),
+    ],
+)
+def test_unsupported_spaces_name_what_is_supported(algo, tiny, observation_space, action_space):
+    with pytest.raises(ValueError, match="supports"):
+        make(algo, tiny, env=ToyEnv(observation_space, action_space))
+
+
+@pytest.mark.parametrize("algo, tiny", ALGOS)
+def test_unknown_policy_kwargs_fail_clearly(algo, tiny):
+    with pytest.raises(TypeError, match="not_an_option"):
+        algo("MlpPolicy", "Pendulum-v1", **{**tiny, "policy_kwargs": {**tiny["policy_kwargs"], "not_an_option": 1}})
+
+
+@pytest.mark.parametrize("algo, tiny", ALGOS)
+def test_optimizer_class_and_kwargs_are_used(algo, tiny):
+    policy_kwargs = {**tiny["policy_kwargs"], "optimizer_class": th.optim.RMSprop, "optimizer_kwargs": {"alpha": 0.9}}
+    model = make(algo, tiny, policy_kwargs=policy_kwargs)
+    assert isinstance(model.policy.actor_optimizer, th.optim.RMSprop)
+    assert model.policy.actor_optimizer.defaults["alpha"] == 0.9
+
+
+def test_buffer_io_round_trip_in_memory():
+    # save_replay_buffer / load_replay_buffer accept file objects too, as SB3's do.
+    model = make(DCMPC, TINY_DCMPC)
+    model.learn(60)
+    stream = io.BytesIO()
+    model.save_replay_buffer(stream)
+    stream.seek(0)
+    other = make(DCMPC, TINY_DCMPC)
+    other.load_replay_buffer(stream)
+    assert other.replay_buffer.size() == model.replay_buffer.size()
