@@ -213,3 +213,31 @@ def test_buffer_io_round_trip_in_memory():
     other = make(DCMPC, TINY_DCMPC)
     other.load_replay_buffer(stream)
     assert other.replay_buffer.size() == model.replay_buffer.size()
+
+
+@pytest.mark.parametrize("algo, tiny", ALGOS)
+@pytest.mark.parametrize("fused", [True, False])
+def test_non_finite_losses_skip_the_step_and_are_counted(algo, tiny, fused):
+    policy_kwargs = {**tiny["policy_kwargs"], "optimizer_kwargs": {} if fused else {"foreach": False}}
+    model = make(algo, tiny, policy_kwargs=policy_kwargs)
+    model.learn(tiny["learning_starts"] + 10)
+    optimizer = model.policy.actor_optimizer
+    before = [p.detach().clone() for p in model.policy.actor.parameters()]
+    state_before = {k: v.clone() for k, v in optimizer.state[next(model.policy.actor.parameters())].items()}
+    actor = model.policy.actor
+    features = next(m for m in actor.modules() if isinstance(m, th.nn.Linear)).in_features
+
+    def actor_loss(x: th.Tensor) -> th.Tensor:
+        out = actor(x)
+        return getattr(out, "sample", out).sum()
+
+    model._clip_and_step(optimizer, actor_loss(th.full((2, features), float("nan"))), 10.0)
+    for a, b in zip(before, model.policy.actor.parameters(), strict=True):
+        assert th.equal(a, b)
+    for key, value in optimizer.state[next(model.policy.actor.parameters())].items():
+        assert th.equal(value, state_before[key]), key
+    model._record_means({})
+    assert model.non_finite_updates == 1
+    # A finite loss afterwards steps as usual.
+    model._clip_and_step(optimizer, actor_loss(th.ones(2, features)), 10.0)
+    assert any(not th.equal(a, b) for a, b in zip(before, model.policy.actor.parameters(), strict=True))

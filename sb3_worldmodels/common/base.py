@@ -101,6 +101,9 @@ class WorldModelAlgorithm(OffPolicyAlgorithm):
         super()._setup_model()
         # Episodes finished since learning started (schedules such as DC-MPC's exploration decay count them).
         self._learning_episodes = getattr(self, "_learning_episodes", 0)
+        # Optimizer steps skipped because their gradient was not finite (see _clip_and_step).
+        self.non_finite_updates = getattr(self, "non_finite_updates", 0)
+        self._non_finite_steps: th.Tensor | int = 0
         self._reset_acting_state()
 
     def _reset_acting_state(self) -> None:
@@ -110,7 +113,7 @@ class WorldModelAlgorithm(OffPolicyAlgorithm):
         self._acting_stats: dict[str, th.Tensor] = {}
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "_acting_state", "_episode_starts", "_acting_stats"]
+        return [*super()._excluded_save_params(), "_acting_state", "_episode_starts", "_acting_stats", "_non_finite_steps"]
 
     def _setup_learn(
         self,
@@ -156,12 +159,24 @@ class WorldModelAlgorithm(OffPolicyAlgorithm):
                 )
 
     def _clip_and_step(self, optimizer: th.optim.Optimizer, loss: th.Tensor, max_grad_norm: float) -> th.Tensor:
-        """Backward, clip the gradient norm of the optimizer's parameters, step; returns the norm before clipping."""
+        """Backward, clip the gradient norm of the optimizer's parameters, step; returns the norm before clipping.
+
+        A non-finite gradient (from a NaN or infinite loss) skips the step, so good parameters and optimizer state
+        are never overwritten; skipped steps are counted and logged as ``train/non_finite_updates``. With fused
+        optimizers (the default, see ``common/optim.py``) the skip happens inside the kernel (``found_inf``), with no
+        host-device synchronisation; other optimizers check the norm on the host.
+        """
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         params = [p for group in optimizer.param_groups for p in group["params"]]
         grad_norm = th.nn.utils.clip_grad_norm_(params, max_grad_norm)
-        optimizer.step()
+        non_finite = ~th.isfinite(grad_norm)
+        if optimizer.defaults.get("fused"):
+            optimizer.found_inf = non_finite.float()
+            optimizer.step()
+        elif not non_finite:
+            optimizer.step()
+        self._non_finite_steps = non_finite.long() + getattr(self, "_non_finite_steps", 0)
         return grad_norm
 
     def _record_means(self, stats: dict[str, list[th.Tensor]]) -> None:
@@ -172,6 +187,10 @@ class WorldModelAlgorithm(OffPolicyAlgorithm):
                 self.logger.record(key, value)
         for key, value in self._acting_stats.items():
             self.logger.record(key, float(value))
+        if isinstance(getattr(self, "_non_finite_steps", None), th.Tensor):
+            self.non_finite_updates += int(self._non_finite_steps)
+            self._non_finite_steps = 0
+        self.logger.record("train/non_finite_updates", self.non_finite_updates)
 
     @classmethod
     def _check_checkpoint_algorithm(cls, path: str | pathlib.Path | io.BufferedIOBase) -> None:
