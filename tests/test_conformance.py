@@ -241,3 +241,34 @@ def test_non_finite_losses_skip_the_step_and_are_counted(algo, tiny, fused):
     # A finite loss afterwards steps as usual.
     model._clip_and_step(optimizer, actor_loss(th.ones(2, features)), 10.0)
     assert any(not th.equal(a, b) for a, b in zip(before, model.policy.actor.parameters(), strict=True))
+
+
+@pytest.mark.parametrize("algo, tiny", ALGOS)
+def test_vec_normalize_and_vec_frame_stack(algo, tiny):
+    from stable_baselines3.common.vec_env import VecFrameStack, VecNormalize
+
+    env = VecNormalize(make_vec_env("Pendulum-v1", n_envs=2, seed=0), norm_obs=True, norm_reward=True)
+    model = make(algo, tiny, env=env)
+    model.learn(tiny["learning_starts"] + 20)
+    size = model.replay_buffer.size()
+    raw_rewards = model.replay_buffer.rewards[:size]
+    assert raw_rewards.min() < -1.0  # the buffer keeps Pendulum's raw rewards (SB3 stores original values)
+    data = model.replay_buffer.sample_sequences(8, 2, env=env)
+    assert data.rewards.abs().max() < raw_rewards.__abs__().max()  # normalised when sampled with the env
+
+    stacked = VecFrameStack(make_vec_env("Pendulum-v1", n_envs=2, seed=0), n_stack=3)
+    model = make(algo, tiny, env=stacked)
+    model.learn(tiny["learning_starts"] + 20)
+    assert model.observation_space.shape == (9,)
+    assert model.predict(np.zeros((2, 9), np.float32), deterministic=True)[0].shape == (2, 1)
+
+
+@pytest.mark.parametrize("shape", [(64, 64, 3), (3, 64, 64)], ids=["HWC", "CHW"])
+def test_dreamer_images_hwc_and_chw(shape):
+    env = ToyEnv(spaces.Box(0, 255, shape, np.uint8), spaces.Box(-1, 1, (1,), np.float32))
+    tiny = {**TINY_DREAMER, "policy_kwargs": dict(TINY_DREAMER["policy_kwargs"]), "learning_starts": 20}
+    model = Dreamer("CnnPolicy", env, seed=0, **tiny)
+    model.learn(30)
+    assert model.replay_buffer.observations.shape[2:] == (3, 64, 64)
+    action, _ = model.predict(env.observation_space.sample(), deterministic=True)
+    assert action.shape == (1,)
