@@ -104,6 +104,7 @@ def plot(folder: Path) -> None:
     import matplotlib.pyplot as plt
 
     runs = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+    runs = [r for r in runs if r.get("env", "Pendulum-v1") == "Pendulum-v1"]  # other benchmarks share the folder
     fig, ax = plt.subplots(figsize=(6, 4))
     for algo, color in (("dcmpc", "tab:blue"), ("dreamer", "tab:green"), ("sac", "tab:orange")):
         group = [r for r in runs if r["algo"] == algo]
