@@ -272,3 +272,15 @@ def test_dreamer_images_hwc_and_chw(shape):
     assert model.replay_buffer.observations.shape[2:] == (3, 64, 64)
     action, _ = model.predict(env.observation_space.sample(), deterministic=True)
     assert action.shape == (1,)
+
+
+@pytest.mark.parametrize("algo, tiny", ALGOS)
+def test_saved_tensors_load_with_weights_only(algo, tiny, tmp_path):
+    model = make(algo, tiny)
+    model.save(tmp_path / "model")
+    with zipfile.ZipFile(tmp_path / "model.zip") as archive:
+        names = [name for name in archive.namelist() if name.endswith(".pth")]
+        assert "policy.pth" in names
+        for name in names:
+            # weights_only=True refuses anything but tensors and plain containers: nothing in them can run code.
+            th.load(io.BytesIO(archive.read(name)), weights_only=True)
