@@ -224,7 +224,8 @@ class WorldModelAlgorithm(OffPolicyAlgorithm):
 
     @classmethod
     def load(cls, path, env=None, device="auto", custom_objects=None, print_system_info=False, force_reset=True, **kwargs):
-        cls._check_checkpoint_algorithm(path)
+        if not (custom_objects and "policy_class" in custom_objects):  # a replaced policy class is never unpickled
+            cls._check_checkpoint_algorithm(path)
         return super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
 
     def save(
