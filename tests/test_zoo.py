@@ -1,0 +1,107 @@
+"""RL Zoo integration, driven through the real command line in subprocesses on tiny budgets."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rl_zoo3")
+
+TINY_DCMPC_ARGS = [
+    "--hyperparams",
+    "learning_starts:100",
+    "pretrain_gradient_steps:5",
+    "batch_size:16",
+    "num_samples:32",
+    "num_elites:4",
+    "num_policy_trajs:4",
+    "mppi_iterations:1",
+    "policy_kwargs:dict(latent_dim=8,net_arch=[32,32],encoder_net_arch=[32])",
+]
+TINY_DREAMER_ARGS = [
+    "--hyperparams",
+    "learning_starts:100",
+    "train_freq:50",
+    "gradient_steps:1",
+    "batch_size:4",
+    "batch_length:8",
+    "imagination_horizon:3",
+    "policy_kwargs:dict(stoch_dim=4,deter_dim=16,hidden_dim=16,mlp_net_arch=[16],embed_dim=16,"
+    "reward_net_arch=[16],value_net_arch=[16],actor_net_arch=[16])",
+]
+
+
+def run(*args: str, cwd) -> subprocess.CompletedProcess:
+    env = {**os.environ, "MUJOCO_GL": "egl", "PYTHONWARNINGS": "ignore"}
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+def test_train_then_enjoy_then_load_dcmpc(tmp_path):
+    train = "--algo dcmpc --env Pendulum-v1 -n 200 -f logs --seed 3 --num-threads 1 --eval-freq 150 --eval-episodes 1"
+    run(sys.executable, "-m", "sb3_worldmodels.train", *train.split(), *TINY_DCMPC_ARGS, cwd=tmp_path)
+    folder = tmp_path / "logs" / "dcmpc" / "Pendulum-v1_1"
+    assert (folder / "Pendulum-v1.zip").is_file() and (folder / "Pendulum-v1" / "config.yml").is_file()
+    config = (folder / "Pendulum-v1" / "config.yml").read_text()
+    assert "num_samples" in config and "exploration_noise_episodes" in config  # the shipped dcmpc.yml was used
+
+    enjoy = "--algo dcmpc --env Pendulum-v1 -f logs -n 210 --no-render --deterministic --num-threads 1"
+    result = run(sys.executable, "-m", "sb3_worldmodels.enjoy", *enjoy.split(), cwd=tmp_path)
+    assert "Episode Reward" in result.stdout
+
+    from sb3_worldmodels import DCMPC
+
+    model = DCMPC.load(folder / "Pendulum-v1.zip")
+    action, _ = model.predict(np.zeros(3, np.float32), deterministic=True)
+    assert action.shape == (1,) and model.num_timesteps == 200
+
+
+def test_console_script_trains_dreamer(tmp_path):
+    script = os.path.join(os.path.dirname(sys.executable), "sb3-worldmodels")
+    train = "--algo dreamer --env Pendulum-v1 -n 150 -f logs --num-threads 1 --eval-freq -1"
+    run(script, "train", *train.split(), *TINY_DREAMER_ARGS, cwd=tmp_path)
+    assert (tmp_path / "logs" / "dreamer" / "Pendulum-v1_1" / "Pendulum-v1.zip").is_file()
+
+
+def test_optimize_with_two_workers_sharing_one_journal_study(tmp_path):
+    import optuna
+
+    options = (
+        "--algo dcmpc --env Pendulum-v1 -n 150 -f logs --num-threads 1 --optimize --n-trials 1 --n-jobs 1 --sampler random "
+        "--pruner none --n-evaluations 1 --eval-episodes 1 --study-name shared"
+    )
+    storage = ["--storage", str(tmp_path / "study.log")]
+    command = [sys.executable, "-m", "sb3_worldmodels.train", *options.split(), *storage, *TINY_DCMPC_ARGS]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    workers = [subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)]
+    workers.append(
+        subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    )
+    for worker in workers:
+        output, _ = worker.communicate(timeout=600)
+        assert worker.returncode == 0, output[-3000:]
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(tmp_path / "study.log")))
+    study = optuna.load_study(study_name="shared", storage=storage)
+    trials = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(trials) == 2  # one per worker, in one study
+    assert {"learning_rate", "n_steps", "batch_size_pow"} <= trials[0].params.keys()
+
+
+def test_register_is_idempotent_and_defaults_to_the_shipped_config():
+    from rl_zoo3.utils import ALGOS
+
+    from sb3_worldmodels import DCMPC, Dreamer
+    from sb3_worldmodels.zoo import HYPERPARAMS_DIR, register, with_default_config
+
+    register()
+    register()
+    assert ALGOS["dcmpc"] is DCMPC and ALGOS["dreamer"] is Dreamer and ALGOS["sac"].__name__ == "SAC"
+    argv = with_default_config(["--algo", "dcmpc", "--env", "Pendulum-v1"])
+    assert argv[-2:] == ["--conf-file", str(HYPERPARAMS_DIR / "dcmpc.yml")]
+    assert with_default_config(["--algo", "dcmpc", "-conf", "mine.yml"]) == ["--algo", "dcmpc", "-conf", "mine.yml"]
+    assert with_default_config(["--algo", "sac"]) == ["--algo", "sac"]
