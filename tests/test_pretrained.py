@@ -1,0 +1,34 @@
+"""Shipped pretrained agents (rl-trained-agents/, the RL Zoo's layout) reach the returns recorded in BENCHMARKS.md."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gymnasium as gym
+import pytest
+import torch as th
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.monitor import Monitor
+
+from sb3_worldmodels import DCMPC
+
+AGENTS = Path(__file__).resolve().parents[1] / "rl-trained-agents"
+
+# (algorithm, env id, mean return recorded over these 5 deterministic episodes (reset seed 0), allowed shortfall)
+SHIPPED = [(DCMPC, "Pendulum-v1", -160.3, 150.0)]
+
+
+@pytest.mark.parametrize("algo, env_id, recorded, tolerance", SHIPPED)
+def test_shipped_checkpoint_reaches_its_recorded_return(algo, env_id, recorded, tolerance):
+    folder = AGENTS / algo.__name__.lower() / f"{env_id}_1"
+    assert (folder / env_id / "config.yml").is_file() and (folder / env_id / "args.yml").is_file()
+    model = algo.load(folder / f"{env_id}.zip", device="cpu")
+    env = Monitor(gym.make(env_id))
+    env.reset(seed=0)
+    previous = th.get_num_threads()
+    th.set_num_threads(2)
+    try:
+        mean, _ = evaluate_policy(model, env, n_eval_episodes=5, deterministic=True)
+    finally:
+        th.set_num_threads(previous)
+    assert mean >= recorded - tolerance, f"{algo.__name__} {env_id}: {mean:.1f} against the recorded {recorded:.1f}"
