@@ -73,3 +73,31 @@ def test_load_from_hub_command_then_enjoy(offline_hub, tmp_path):
         [sys.executable, "-m", "sb3_worldmodels.enjoy", *enjoy], cwd=tmp_path, env=env, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+
+
+def test_package_for_hub_builds_the_zoo_upload_folder(tmp_path):
+    import json
+
+    from sb3_worldmodels import DCMPC
+    from sb3_worldmodels.hub import package_for_hub
+
+    agents = tmp_path / "agents" / "dcmpc"
+    shutil.copytree(SHIPPED, agents / "Pendulum-v1_1")
+    repo = package_for_hub(
+        "dcmpc", "Pendulum-v1", tmp_path / "agents", "test-org", local_repo_path=tmp_path / "hub", n_eval_episodes=2
+    )
+    assert repo == tmp_path / "hub" / "dcmpc-Pendulum-v1"
+    for name in (
+        "dcmpc-Pendulum-v1.zip",
+        "config.yml",
+        "args.yml",
+        "env_kwargs.yml",
+        "train_eval_metrics.zip",
+        "results.json",
+        "README.md",
+    ):
+        assert (repo / name).is_file(), name
+    results = json.loads((repo / "results.json").read_text())
+    assert results["n_eval_episodes"] == 2 and results["mean_reward"] < 0
+    assert "DCMPC" in (repo / "README.md").read_text() and "Pendulum-v1" in (repo / "README.md").read_text()
+    assert DCMPC.load(repo / "dcmpc-Pendulum-v1.zip").predict(np.zeros(3, np.float32), deterministic=True)[0].shape == (1,)
