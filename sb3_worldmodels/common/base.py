@@ -176,7 +176,7 @@ class WorldModelAlgorithm(OffPolicyAlgorithm):
             optimizer.step()
         elif not non_finite:
             optimizer.step()
-        self._non_finite_steps = non_finite.long() + getattr(self, "_non_finite_steps", 0)
+        self._non_finite_steps = non_finite.long() + self._non_finite_steps
         return grad_norm
 
     def _record_means(self, stats: dict[str, list[th.Tensor]]) -> None:
@@ -187,7 +187,7 @@ class WorldModelAlgorithm(OffPolicyAlgorithm):
                 self.logger.record(key, value)
         for key, value in self._acting_stats.items():
             self.logger.record(key, float(value))
-        if isinstance(getattr(self, "_non_finite_steps", None), th.Tensor):
+        if isinstance(self._non_finite_steps, th.Tensor):
             self.non_finite_updates += int(self._non_finite_steps)
             self._non_finite_steps = 0
         self.logger.record("train/non_finite_updates", self.non_finite_updates)
