@@ -33,11 +33,13 @@ MAX_COST = np.pi**2 + 0.1 * 8.0**2 + 0.001 * 2.0**2
 
 
 class EvalCurve(BaseCallback):
-    def __init__(self, eval_env: gym.Env, eval_freq: int, n_episodes: int):
+    def __init__(self, eval_env: gym.Env, eval_freq: int, n_episodes: int, stochastic: bool = False):
         super().__init__()
         self.eval_env, self.eval_freq, self.n_episodes = eval_env, eval_freq, n_episodes
+        self.stochastic = stochastic
         self.steps: list[int] = []
         self.returns: list[float] = []
+        self.stochastic_returns: list[float] = []
         self.start = time.time()
 
     def _on_step(self) -> bool:
@@ -45,7 +47,12 @@ class EvalCurve(BaseCallback):
             mean, _ = evaluate_policy(self.model, self.eval_env, n_eval_episodes=self.n_episodes, deterministic=True)
             self.steps.append(self.num_timesteps)
             self.returns.append(float(mean))
-            print(f"{self.num_timesteps:>7d} steps  eval {mean:8.1f}  ({time.time() - self.start:.0f} s)", flush=True)
+            line = f"{self.num_timesteps:>7d} steps  eval {mean:8.1f}"
+            if self.stochastic:  # the policy's sampled actions, as in training but without exploration noise
+                sampled, _ = evaluate_policy(self.model, self.eval_env, n_eval_episodes=self.n_episodes, deterministic=False)
+                self.stochastic_returns.append(float(sampled))
+                line += f"  sampled {sampled:8.1f}"
+            print(f"{line}  ({time.time() - self.start:.0f} s)", flush=True)
         return True
 
 
@@ -59,6 +66,7 @@ def run(
     verbose: int = 0,
     repeat: int = 1,
     unit_reward: bool = False,
+    stochastic_eval: bool = False,
 ) -> dict:
     # With action repeat, `steps` and `eval_freq` count agent steps; the results record env steps (x repeat).
     env = gym.make("Pendulum-v1")
@@ -75,7 +83,7 @@ def run(
         model = Dreamer("MlpPolicy", env, seed=seed, verbose=verbose, **{**DREAMER_PENDULUM_CPU, **override})
     else:  # SB3's SAC with the RL Zoo's tuned Pendulum-v1 hyperparameters (learning_rate 1e-3, the rest SB3 defaults)
         model = SAC("MlpPolicy", env, seed=seed, verbose=verbose, **{"learning_rate": 1e-3, **override})
-    callback = EvalCurve(eval_env, eval_freq, eval_episodes)
+    callback = EvalCurve(eval_env, eval_freq, eval_episodes, stochastic_eval)
     start = time.time()
     model.learn(steps, callback=callback, log_interval=2)
     return dict(
@@ -86,6 +94,7 @@ def run(
         unit_reward=unit_reward,
         steps=[step * repeat for step in callback.steps],
         returns=callback.returns,
+        stochastic_returns=callback.stochastic_returns,
         wall_s=time.time() - start,
     )
 
@@ -141,6 +150,7 @@ def main() -> None:
     parser.add_argument("--verbose", type=int, default=0)
     parser.add_argument("--action-repeat", type=int, default=1, help="steps and eval-freq then count agent steps")
     parser.add_argument("--unit-reward", action="store_true", help="train on the reward mapped onto [0, 1]")
+    parser.add_argument("--stochastic-eval", action="store_true", help="also evaluate with sampled actions")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--plot", type=Path, default=None)
     args = parser.parse_args()
@@ -160,6 +170,7 @@ def main() -> None:
             args.verbose,
             args.action_repeat,
             args.unit_reward,
+            args.stochastic_eval,
         )
         (args.out / f"{args.algo}_seed{seed}.json").write_text(json.dumps(result))
 

@@ -5,8 +5,11 @@ Every test runs for DCMPC and for Dreamer with tiny networks passed explicitly.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import os
+import re
 import zipfile
 
 import gymnasium as gym
@@ -15,7 +18,9 @@ import pytest
 import torch as th
 from conftest import TINY_DCMPC, TINY_DREAMER, ToyEnv
 from gymnasium import spaces
+from stable_baselines3.common.callbacks import CheckpointCallback
 from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
 from sb3_worldmodels import DCMPC, Dreamer
@@ -162,6 +167,100 @@ def test_subproc_vec_env(algo, tiny):
         env.close()
 
 
+# ------------------------------------------------------------------------ episodes and buffer sizes
+@pytest.mark.parametrize("algo, tiny", ALGOS)
+def test_a_buffer_smaller_than_one_sequence_is_rejected_at_construction(algo, tiny):
+    with pytest.raises(ValueError, match=r"buffer_size=4 keeps 2 steps per env with 2 envs, fewer than one training"):
+        make(algo, tiny, env=make_vec_env("Pendulum-v1", n_envs=2), buffer_size=4)
+
+
+@pytest.mark.parametrize("algo, tiny", ALGOS)
+def test_training_waits_until_each_env_holds_one_sequence(algo, tiny):
+    # learning_starts counts the steps of all envs: with 4 envs each has 1 row when learning would start.
+    env = make_vec_env("Pendulum-v1", n_envs=4, seed=0)
+    model = make(algo, tiny, env=env, learning_starts=4, train_freq=1, gradient_steps=1)
+    n = model.sequence_length
+    with pytest.warns(UserWarning, match=rf"waits with training until each env has stored {n} steps"):
+        model.learn(4 * (n - 1))
+    assert model._n_updates == 0
+    model.learn(4 * 3, reset_num_timesteps=False)
+    assert model._n_updates > 0
+
+
+@pytest.mark.parametrize("algo, tiny", ALGOS)
+def test_episodes_shorter_than_a_sequence_are_rejected_clearly(algo, tiny):
+    env = gym.make("Pendulum-v1", max_episode_steps=2)  # every episode has 2 transitions, sequences need more
+    model = make(algo, tiny, env=env)
+    assert model.sequence_length > 2
+    with pytest.raises(ValueError, match="every stored episode is shorter"):
+        model.learn(tiny["learning_starts"] + 10)
+
+
+@pytest.mark.parametrize("algo, tiny", ALGOS)
+def test_an_episode_longer_than_the_buffer(algo, tiny):
+    # One episode that never ends while the buffer wraps around several times: training samples inside it.
+    env = gym.make("Pendulum-v1", max_episode_steps=100_000)
+    model = make(algo, tiny, env=env, buffer_size=40, learning_starts=30, train_freq=10, gradient_steps=1)
+    model.learn(200)
+    assert model.replay_buffer.full and model._n_updates > 0
+    assert model.replay_buffer.dones.sum() == 0
+    batch = model.replay_buffer.sample_sequences(8, model.sequence_length)
+    assert th.all(batch.terminations == 0) and th.all(batch.truncations == 0)
+
+
+# ------------------------------------------------------------------------------ faults in the env
+@pytest.mark.parametrize("algo, tiny", ALGOS)
+@pytest.mark.parametrize("fault", ["subprocess_crash", "keyboard_interrupt"])
+def test_a_crash_in_the_env_leaves_the_last_checkpoint_and_buffer_loadable(algo, tiny, fault, tmp_path):
+    crash_at = 90  # steps of the crashing env: after learning started and several checkpoints were written
+
+    def env_fn(crash: bool):
+        def make_env():
+            class Crashing(gym.Wrapper):  # defined here so that cloudpickle sends it to the subprocess by value
+                def __init__(self, env):
+                    super().__init__(env)
+                    self.steps = 0
+
+                def step(self, action):
+                    self.steps += 1
+                    if crash and self.steps == crash_at:
+                        if fault == "subprocess_crash":
+                            os._exit(1)  # the worker process dies without a word
+                        raise KeyboardInterrupt
+                    return self.env.step(action)
+
+            return Monitor(Crashing(gym.make("Pendulum-v1")))
+
+        return make_env
+
+    vec_env_cls = SubprocVecEnv if fault == "subprocess_crash" else DummyVecEnv
+    env = vec_env_cls([env_fn(False), env_fn(True)])
+    model = make(algo, tiny, env=env, learning_starts=40, train_freq=10)
+    checkpoints = CheckpointCallback(save_freq=10, save_path=str(tmp_path), name_prefix="model", save_replay_buffer=True)
+    expected = (EOFError, ConnectionError) if fault == "subprocess_crash" else KeyboardInterrupt
+    try:
+        with pytest.raises(expected):
+            model.learn(1000, callback=checkpoints)
+    finally:
+        # SB3's SubprocVecEnv.close() would wait for the step results it already consumed before the crash.
+        env.waiting = False
+        with contextlib.suppress(Exception):
+            env.close()
+    assert model._n_updates > 0
+    steps = max(int(re.search(r"_(\d+)_steps", p.name).group(1)) for p in tmp_path.glob("model_*_steps.zip"))
+    assert steps == 2 * 10 * ((crash_at - 1) // 10)  # the last checkpoint before the crash
+    assert not list(tmp_path.glob(".*.tmp"))  # no temporary file left behind
+    loaded = algo.load(tmp_path / f"model_{steps}_steps.zip", env=make_vec_env("Pendulum-v1", n_envs=2, seed=1))
+    loaded.load_replay_buffer(tmp_path / f"model_replay_buffer_{steps}_steps.pkl")
+    # SB3 calls the callbacks before it stores the step's transition, so a checkpoint holds one row fewer.
+    assert loaded.num_timesteps == steps and loaded.replay_buffer.size() == steps // 2 - 1
+    loaded.learn(20, reset_num_timesteps=False)  # training resumes from them
+    assert loaded.num_timesteps == steps + 20
+    # The model in memory is intact too: it saves and loads after the crash.
+    model.save(tmp_path / "after_crash")
+    assert algo.load(tmp_path / "after_crash").num_timesteps == model.num_timesteps
+
+
 # ---------------------------------------------------------------------------------------- spaces
 @pytest.mark.parametrize("algo, tiny", ALGOS)
 def test_asymmetric_action_bounds_and_float64_observations(algo, tiny):
@@ -191,8 +290,64 @@ def test_unsupported_spaces_name_what_is_supported(algo, tiny, observation_space
 
 @pytest.mark.parametrize("algo, tiny", ALGOS)
 def test_unknown_policy_kwargs_fail_clearly(algo, tiny):
-    with pytest.raises(TypeError, match="not_an_option"):
+    # The message names the key and lists the options the policy does take.
+    with pytest.raises(TypeError, match=r"no option 'not_an_option'; its policy_kwargs are: .*activation_fn"):
         algo("MlpPolicy", "Pendulum-v1", **{**tiny, "policy_kwargs": {**tiny["policy_kwargs"], "not_an_option": 1}})
+
+
+@pytest.mark.parametrize("algo, tiny", ALGOS)
+def test_share_features_extractor(algo, tiny):
+    # Every network reads the world model's latent: True is what the policies do (accepted), False is refused.
+    model = make(algo, tiny, policy_kwargs={**tiny["policy_kwargs"], "share_features_extractor": True})
+    assert "share_features_extractor" not in model.policy_kwargs
+    with pytest.raises(ValueError, match="share_features_extractor=False"):
+        make(algo, tiny, policy_kwargs={**tiny["policy_kwargs"], "share_features_extractor": False})
+
+
+def test_dcmpc_takes_sb3_net_arch_activation_and_features_extractor():
+    from stable_baselines3.common.torch_layers import FlattenExtractor
+
+    class Doubling(FlattenExtractor):  # a user's extractor: its output size sets the encoder's input
+        def __init__(self, observation_space, factor: int = 2):
+            super().__init__(observation_space)
+            self.factor = factor
+            self._features_dim = 3 * factor
+
+        def forward(self, observations):
+            return super().forward(observations).repeat(1, self.factor)
+
+    policy_kwargs = dict(
+        TINY_DCMPC["policy_kwargs"],
+        net_arch=[24, 12],
+        activation_fn=th.nn.Tanh,
+        features_extractor_class=Doubling,
+        features_extractor_kwargs={"factor": 3},
+    )
+    model = make(DCMPC, TINY_DCMPC, policy_kwargs=policy_kwargs)
+    linears = [m for m in model.policy.actor.modules() if isinstance(m, th.nn.Linear)]
+    assert [m.out_features for m in linears] == [24, 12, 1]
+    assert any(isinstance(m, th.nn.Tanh) for m in model.policy.actor.modules())
+    assert isinstance(model.policy.features_extractor, Doubling)
+    encoder_input = next(m for m in model.policy.encoder.modules() if isinstance(m, th.nn.Linear))
+    assert encoder_input.in_features == 9
+    model.learn(TINY_DCMPC["learning_starts"] + 5)
+    with pytest.raises(ValueError, match="one list of hidden layer sizes"):
+        make(DCMPC, TINY_DCMPC, policy_kwargs=dict(TINY_DCMPC["policy_kwargs"], net_arch=dict(pi=[8], qf=[8])))
+
+
+def test_dreamer_names_its_own_options_for_sb3_net_arch_and_features_extractor():
+    from stable_baselines3.common.torch_layers import FlattenExtractor
+
+    for key, value, hint in [
+        ("net_arch", [32, 32], "actor_net_arch"),
+        ("features_extractor_class", FlattenExtractor, "cnn_depth"),
+        ("features_extractor_kwargs", {}, "embed_dim"),
+    ]:
+        with pytest.raises(ValueError, match=rf"does not take policy_kwargs\['{key}'\]: .*{hint}"):
+            make(Dreamer, TINY_DREAMER, policy_kwargs={**TINY_DREAMER["policy_kwargs"], key: value})
+    model = make(Dreamer, TINY_DREAMER, policy_kwargs={**TINY_DREAMER["policy_kwargs"], "activation_fn": th.nn.Tanh})
+    assert any(isinstance(m, th.nn.Tanh) for m in model.policy.actor.modules())
+    assert any(isinstance(m, th.nn.Tanh) for m in model.policy.rssm.modules())
 
 
 @pytest.mark.parametrize("algo, tiny", ALGOS)

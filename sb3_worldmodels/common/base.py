@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import base64
+import inspect
 import io
 import json
 import os
 import pathlib
+import warnings
 import zipfile
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, ClassVar
 
 import cloudpickle
 import numpy as np
@@ -26,6 +28,54 @@ def _target_path(path: str | pathlib.Path, suffix: str) -> pathlib.Path:
     # The file name SB3 itself would write to: the suffix is added when the path has none.
     path = pathlib.Path(path)
     return path if path.suffix else path.with_suffix(f".{suffix}")
+
+
+def _policy_options(policy_class: type) -> set[str]:
+    """Keyword arguments the policy's constructor takes, following ``**kwargs`` up the class hierarchy."""
+    options: set[str] = set()
+    for cls in policy_class.__mro__:
+        if "__init__" not in vars(cls):
+            continue
+        parameters = inspect.signature(cls.__init__).parameters.values()
+        options |= {p.name for p in parameters if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+        if not any(p.kind is p.VAR_KEYWORD for p in parameters):
+            break
+    return options - {"self", "observation_space", "action_space", "lr_schedule"}
+
+
+def check_policy_kwargs(
+    algo: str, policy_class: type, policy_kwargs: dict[str, Any], unsupported: dict[str, str]
+) -> dict[str, Any]:
+    """Check the ``policy_kwargs`` an SB3 user passes; return those the policy's constructor takes.
+
+    - an SB3 option this algorithm cannot honour (``unsupported``: key -> what to use instead) is a ``ValueError``;
+    - ``share_features_extractor=True`` is what every policy here does (all networks read the world model's
+      latent), so it is accepted and dropped; ``False`` is a ``ValueError``;
+    - any other key the policy does not take is a ``TypeError`` naming the key and listing the options.
+    """
+    kwargs = dict(policy_kwargs)
+    share = kwargs.pop("share_features_extractor", True)
+    if not share:
+        raise ValueError(
+            f"{algo} cannot use share_features_extractor=False: its actor and value networks read the world model's "
+            "latent state, which one encoder computes for all of them."
+        )
+    for key in kwargs:
+        if key in unsupported:
+            raise ValueError(f"{algo} does not take policy_kwargs['{key}']: {unsupported[key]}")
+    if isinstance(kwargs.get("net_arch"), dict):
+        raise ValueError(
+            f"{algo} takes net_arch as one list of hidden layer sizes, used by each of its MLP heads; "
+            f"SB3's dict form (pi=..., qf=...) does not apply. Got {kwargs['net_arch']}."
+        )
+    options = _policy_options(policy_class)
+    unknown = sorted(set(kwargs) - options)
+    if unknown:
+        raise TypeError(
+            f"{algo}'s {policy_class.__name__} has no option {', '.join(map(repr, unknown))}; "
+            f"its policy_kwargs are: {', '.join(sorted(options))}."
+        )
+    return kwargs
 
 
 class _AtomicWrite:
@@ -68,6 +118,8 @@ class WorldModelAlgorithm(OffPolicyAlgorithm):
     """
 
     replay_buffer: SequenceReplayBuffer
+    #: SB3 ``policy_kwargs`` keys the algorithm does not take, with what to use instead (see ``check_policy_kwargs``).
+    unsupported_policy_kwargs: ClassVar[dict[str, str]] = {}
 
     def __init__(self, *args, replay_buffer_class: type[SequenceReplayBuffer] | None = None, **kwargs):
         # Every algorithm here samples sequences, supports several envs and has no gSDE.
@@ -91,13 +143,27 @@ class WorldModelAlgorithm(OffPolicyAlgorithm):
             cls._check_spaces(env.observation_space, env.action_space)
         return super()._wrap_env(env, verbose, monitor_wrapper)
 
+    @property
+    def sequence_length(self) -> int:
+        """Transitions in each sequence that a training step samples."""
+        raise NotImplementedError
+
     def _setup_model(self) -> None:
         self._check_spaces(self.observation_space, self.action_space)
+        name = type(self).__name__
         if not issubclass(self.replay_buffer_class, SequenceReplayBuffer):
             raise ValueError(
-                f"{type(self).__name__} samples sequences: replay_buffer_class must derive from SequenceReplayBuffer, "
+                f"{name} samples sequences: replay_buffer_class must derive from SequenceReplayBuffer, "
                 f"got {self.replay_buffer_class}"
             )
+        rows = self.buffer_size // self.n_envs
+        if rows < self.sequence_length:
+            raise ValueError(
+                f"buffer_size={self.buffer_size} keeps {rows} steps per env with {self.n_envs} envs, fewer than one "
+                f"training sequence of {self.sequence_length} transitions: use a buffer of at least "
+                f"{self.sequence_length * self.n_envs} steps."
+            )
+        self.policy_kwargs = check_policy_kwargs(name, self.policy_class, self.policy_kwargs, self.unsupported_policy_kwargs)
         super()._setup_model()
         # Episodes finished since learning started (schedules such as DC-MPC's exploration decay count them).
         self._learning_episodes = getattr(self, "_learning_episodes", 0)
@@ -106,6 +172,24 @@ class WorldModelAlgorithm(OffPolicyAlgorithm):
         self._non_finite_steps: th.Tensor | int = 0
         self._reset_acting_state()
 
+    def _ready_to_train(self) -> bool:
+        """Whether every env has stored one full sequence yet; until then training waits (warning once).
+
+        With several envs, ``learning_starts`` counts the steps of all of them, so each env may hold fewer
+        steps than one sequence when learning would start.
+        """
+        if self.replay_buffer.size() >= self.sequence_length:
+            return True
+        if not getattr(self, "_warned_waiting", False):
+            self._warned_waiting = True
+            warnings.warn(
+                f"{type(self).__name__} waits with training until each env has stored {self.sequence_length} steps "
+                f"(one sequence); it has {self.replay_buffer.size()}. Raise learning_starts to at least "
+                f"{self.sequence_length * self.n_envs} to avoid this.",
+                stacklevel=2,
+            )
+        return False
+
     def _reset_acting_state(self) -> None:
         # Per-env state carried between env steps while acting, and episode-start flags; process-local, not saved.
         self._acting_state: tuple[np.ndarray, ...] | None = None
@@ -113,7 +197,14 @@ class WorldModelAlgorithm(OffPolicyAlgorithm):
         self._acting_stats: dict[str, th.Tensor] = {}
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "_acting_state", "_episode_starts", "_acting_stats", "_non_finite_steps"]
+        return [
+            *super()._excluded_save_params(),
+            "_acting_state",
+            "_episode_starts",
+            "_acting_stats",
+            "_non_finite_steps",
+            "_warned_waiting",
+        ]
 
     def _setup_learn(
         self,

@@ -298,7 +298,14 @@ class DCMPC(WorldModelAlgorithm):
         return self.policy.unscale_action(scaled_action), scaled_action
 
     # ------------------------------------------------------------------ training
+    @property
+    def sequence_length(self) -> int:
+        # The world model is rolled out `horizon` steps; the TD targets look `n_steps` ahead.
+        return max(self.horizon, self.n_steps)
+
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:
+        if not self._ready_to_train():
+            return
         self.policy.set_training_mode(True)
         self._update_learning_rate(self.policy.world_model_optimizer)
         if not self._pretrained:
@@ -306,7 +313,7 @@ class DCMPC(WorldModelAlgorithm):
             pretrain = self.learning_starts if self.pretrain_gradient_steps is None else self.pretrain_gradient_steps
             gradient_steps += pretrain
             self._pretrained = True
-        seq_len = max(self.horizon, self.n_steps)
+        seq_len = self.sequence_length
         stats: dict[str, list[th.Tensor]] = {}
         for _ in range(gradient_steps):
             data = self.replay_buffer.sample_sequences(batch_size, seq_len, env=self._vec_normalize_env)

@@ -69,6 +69,14 @@ class Dreamer(WorldModelAlgorithm):
         "MultiInputPolicy": MultiInputPolicy,
     }
     policy: DreamerPolicy
+    unsupported_policy_kwargs: ClassVar[dict[str, str]] = {
+        "net_arch": "Dreamer has several networks; size them with mlp_net_arch (vector encoders and decoders), "
+        "reward_net_arch, value_net_arch, actor_net_arch and continuation_net_arch.",
+        "features_extractor_class": "Dreamer's encoders are part of its world model (the CNN for 64x64 images, an MLP "
+        "for vectors) and are trained by reconstruction; size them with cnn_depth, mlp_net_arch and embed_dim.",
+        "features_extractor_kwargs": "see features_extractor_class: size the encoders with cnn_depth, mlp_net_arch "
+        "and embed_dim.",
+    }
 
     def __init__(
         self,
@@ -199,12 +207,19 @@ class Dreamer(WorldModelAlgorithm):
         return self.policy.unscale_action(scaled_action), scaled_action
 
     # ------------------------------------------------------------------ training
+    @property
+    def sequence_length(self) -> int:
+        # batch_length counts observations; a sequence of L transitions holds L + 1 of them.
+        return self.batch_length - 1
+
     def train(self, gradient_steps: int, batch_size: int = 50) -> None:
+        if not self._ready_to_train():
+            return
         self.policy.set_training_mode(True)
         self._update_learning_rate(self.policy.world_model_optimizer)
         stats: dict[str, list[th.Tensor]] = {}
         for _ in range(gradient_steps):
-            data = self.replay_buffer.sample_sequences(batch_size, self.batch_length - 1, env=self._vec_normalize_env)
+            data = self.replay_buffer.sample_sequences(batch_size, self.sequence_length, env=self._vec_normalize_env)
             step_stats, posterior = self._update_world_model(data)
             step_stats.update(self._update_behaviour(posterior))
             for key, value in step_stats.items():
