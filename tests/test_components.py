@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
@@ -313,3 +314,27 @@ def test_pixel_dm_control_env_renders_uint8_frames_once_per_agent_step():
     _, reward, _, _, _ = env.step(env.action_space.sample())
     assert 0.0 <= reward <= 2.0  # two DMC rewards in [0, 1]
     check_env(env, skip_render_check=True)
+
+
+@pytest.mark.parametrize(
+    "env_id", ["sb3_worldmodels/dmc-cartpole-swingup-pixels-v0", "sb3_worldmodels/dmc-walker-walk-pixels-v0"]
+)
+def test_registered_pixel_ids_pass_the_env_checkers(env_id):
+    from gymnasium.utils.env_checker import check_env
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+    import sb3_worldmodels  # noqa: F401 - registers the ids
+    from sb3_worldmodels.common.wrappers import ActionRepeat
+
+    env = gym.make(env_id)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (64, 64, 3) and obs.dtype == np.uint8
+    assert env.render().shape == (64, 64, 3)
+    wrapper = env
+    while not isinstance(wrapper, ActionRepeat):
+        wrapper = wrapper.env
+    assert wrapper.repeat == 2
+    check_env(env, skip_render_check=True)
+    sb3_check_env(env, warn=False)
+    with pytest.raises(ValueError, match="rgb_array frames only"):
+        gym.make(env_id, render_mode="human")

@@ -68,6 +68,37 @@ def test_console_script_trains_dreamer(tmp_path):
     assert (tmp_path / "logs" / "dreamer" / "Pendulum-v1_1" / "Pendulum-v1.zip").is_file()
 
 
+def test_dreamer_trains_on_a_registered_pixel_env_from_the_zoo(tmp_path):
+    env_id = "sb3_worldmodels/dmc-cartpole-swingup-pixels-v0"
+    train = f"--algo dreamer --env {env_id} -n 40 -f logs --num-threads 1 --eval-freq -1"
+    tiny = [
+        *TINY_DREAMER_ARGS[:-1],
+        TINY_DREAMER_ARGS[-1].replace(")", ",cnn_depth=4)"),
+        "learning_starts:30",
+        "train_freq:10",
+    ]
+    run(sys.executable, "-m", "sb3_worldmodels.train", *train.split(), *tiny, cwd=tmp_path)
+    folder = tmp_path / "logs" / "dreamer" / "sb3_worldmodels-dmc-cartpole-swingup-pixels-v0_1"
+    config = (folder / "sb3_worldmodels-dmc-cartpole-swingup-pixels-v0" / "config.yml").read_text()
+    assert "CnnPolicy" in config and "cnn_depth: 4" in config  # the shipped entry, with the tiny overrides
+
+    from sb3_worldmodels import Dreamer
+
+    model = Dreamer.load(folder / "sb3_worldmodels-dmc-cartpole-swingup-pixels-v0.zip")
+    assert model.observation_space.dtype == np.uint8 and sorted(model.observation_space.shape) == [3, 64, 64]
+    assert model.num_timesteps == 40 and model._n_updates > 0
+
+
+def test_record_video_of_a_shipped_agent(tmp_path):
+    from pathlib import Path
+
+    agents = Path(__file__).resolve().parents[1] / "rl-trained-agents"
+    video = f"--algo dcmpc --env dm_control/cartpole-swingup-v0 -f {agents} -n 20 -o {tmp_path} --deterministic"
+    run(sys.executable, "-m", "sb3_worldmodels.record_video", *video.split(), cwd=tmp_path)
+    videos = list(tmp_path.rglob("*.mp4"))
+    assert len(videos) == 1 and videos[0].stat().st_size > 1000
+
+
 def test_optimize_with_two_workers_sharing_one_journal_study(tmp_path):
     import optuna
 

@@ -35,14 +35,21 @@ class ActionRepeat(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
 
 def make_pixel_dm_control(
-    env_id: str = "dm_control/cartpole-swingup-v0", size: int = 64, action_repeat: int = 2, camera_id: int = 0
+    env_id: str = "dm_control/cartpole-swingup-v0",
+    size: int = 64,
+    action_repeat: int = 2,
+    camera_id: int = 0,
+    render_mode: str | None = "rgb_array",
 ) -> gym.Env:
     """A dm_control task (through shimmy) observed as ``size x size x 3`` uint8 frames, as in the Dreamer paper.
 
     Frames come from the env's renderer (``render_mode="rgb_array"`` plus ``AddRenderObservation``); with
     ``action_repeat > 1`` only the frame after the last repeated step is rendered. Headless machines need
     ``MUJOCO_GL=egl`` (set here when unset, which only works before dm_control is first imported).
+    ``render_mode`` can only be ``"rgb_array"`` (``render()`` then returns the latest frame); ``None`` means the same.
     """
+    if render_mode not in (None, "rgb_array"):
+        raise ValueError(f"Pixel dm_control envs render rgb_array frames only, got render_mode={render_mode!r}")
     os.environ.setdefault("MUJOCO_GL", "egl")
     import shimmy
 
