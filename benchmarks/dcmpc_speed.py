@@ -1,10 +1,11 @@
 """Speed and memory of DC-MPC's two hot calls: one MPPI planning call and one gradient update.
 
-    python benchmarks/dcmpc_speed.py [--size paper|pendulum-cpu] [--threads 2] [--repeats 5]
+    python benchmarks/dcmpc_speed.py [--size paper|pendulum-cpu] [--threads 2] [--repeats 5] [--mixed-precision bf16]
 
 For each call it reports the matrix-product FLOPs (counted by ``torch.utils.flop_counter`` from the layer
 sizes actually run, backward included), the fp32 matmul rate of this machine measured in the same run, the
-"floor" time FLOPs / rate, the median measured time after warm-up, and their ratio. It also reports the
+"floor" time FLOPs / rate (the bf16 rate with ``--mixed-precision bf16``), the median measured time after
+warm-up, and their ratio. It also reports the
 process's peak resident memory.
 """
 
@@ -23,7 +24,7 @@ from sb3_worldmodels import DCMPC
 from sb3_worldmodels.presets import DCMPC_PENDULUM_CPU
 
 
-def build(size: str) -> DCMPC:
+def build(size: str, mixed_precision: str | None = None) -> DCMPC:
     if size == "paper":
         # walker-walk: obs 24, action 6; every network size is the paper default.
         env = gym.make("Pendulum-v1")  # replaced below by a Box env of walker's sizes
@@ -31,8 +32,9 @@ def build(size: str) -> DCMPC:
             env, lambda o: np.zeros(24, np.float32), gym.spaces.Box(-np.inf, np.inf, (24,), np.float32)
         )
         env.action_space = gym.spaces.Box(-1, 1, (6,), np.float32)
-        return DCMPC("MlpPolicy", env, buffer_size=10_000, learning_starts=0, device="cpu")
-    return DCMPC("MlpPolicy", "Pendulum-v1", device="cpu", **{**DCMPC_PENDULUM_CPU, "learning_starts": 0})
+        return DCMPC("MlpPolicy", env, buffer_size=10_000, learning_starts=0, device="cpu", mixed_precision=mixed_precision)
+    kwargs = {**DCMPC_PENDULUM_CPU, "learning_starts": 0, "mixed_precision": mixed_precision}
+    return DCMPC("MlpPolicy", "Pendulum-v1", device="cpu", **kwargs)
 
 
 def fill_buffer(model: DCMPC, n: int) -> None:
@@ -49,12 +51,13 @@ def main() -> None:
     parser.add_argument("--size", choices=["paper", "pendulum-cpu"], default="paper")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--mixed-precision", choices=["fp32", "bf16", "fp16"], default="fp32")
     args = parser.parse_args()
     th.set_num_threads(args.threads)
     th.manual_seed(0)
     np.random.seed(0)
 
-    model = build(args.size)
+    model = build(args.size, None if args.mixed_precision == "fp32" else args.mixed_precision)
     model.set_logger(configure(None, []))  # train() records its losses; nothing is written
     fill_buffer(model, 2000)
     model._pretrained = True  # time one regular update, not the pretraining burst
@@ -78,10 +81,10 @@ def main() -> None:
     for name, fn, per_call in (("planning call", plan, 1), ("gradient update", two_updates, 2)):
         flops = count_flops(fn) / per_call
         seconds = median_time(fn, args.repeats) / per_call
-        floor = flops / fp32
+        floor = flops / (bf16 if args.mixed_precision == "bf16" else fp32)
         rows.append((name, flops, floor, seconds))
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"size={args.size} threads={args.threads} torch={th.__version__}")
+    print(f"size={args.size} precision={args.mixed_precision} threads={args.threads} torch={th.__version__}")
     print(f"matmul rate: fp32 {fp32 / 1e9:.0f} GFLOP/s, bf16 {bf16 / 1e9:.0f} GFLOP/s")
     print_table(rows)
     print(f"peak resident memory: {peak_mib:.0f} MiB")

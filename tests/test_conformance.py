@@ -439,3 +439,46 @@ def test_saved_tensors_load_with_weights_only(algo, tiny, tmp_path):
         for name in names:
             # weights_only=True refuses anything but tensors and plain containers: nothing in them can run code.
             th.load(io.BytesIO(archive.read(name)), weights_only=True)
+
+
+# ------------------------------------------------------------------------------- mixed precision
+def _one_update(model) -> dict[str, float]:
+    from stable_baselines3.common.logger import configure
+
+    model.set_logger(configure(None, []))
+    th.manual_seed(0)
+    np.random.seed(0)
+    model.train(1, model.batch_size)
+    return dict(model.logger.name_to_value)
+
+
+@pytest.mark.parametrize("algo, tiny", ALGOS)
+def test_bf16_actions_and_losses_stay_close_to_float32(algo, tiny, tmp_path):
+    fp32 = make(algo, tiny)
+    fp32.learn(tiny["learning_starts"] + 40)
+    fp32.save(tmp_path / "model")
+    fp32.save_replay_buffer(tmp_path / "buffer")
+    bf16 = algo.load(tmp_path / "model", env=gym.make("Pendulum-v1"), custom_objects={"mixed_precision": "bf16"})
+    bf16.load_replay_buffer(tmp_path / "buffer")
+    assert bf16.mixed_precision == "bf16" and bf16.policy.mixed_precision == "bf16"
+    # Acting: the same deterministic actions up to bfloat16 rounding (8 bits of mantissa).
+    obs = np.random.default_rng(1).uniform(-1, 1, (16, 3)).astype(np.float32)
+    actions_fp32, _ = fp32.predict(obs, deterministic=True)
+    actions_bf16, _ = bf16.predict(obs, deterministic=True)
+    assert np.abs(actions_fp32 - actions_bf16).mean() < 0.1
+    # Training: the same batch and noise give losses within a few percent.
+    stats_fp32, stats_bf16 = _one_update(fp32), _one_update(bf16)
+    for key in ("world_model/loss", "world_model/reward_loss", "train/actor_loss"):
+        if key in stats_fp32:
+            assert stats_bf16[key] == pytest.approx(stats_fp32[key], rel=0.05, abs=0.02), key
+    assert all(th.isfinite(p).all() for p in bf16.policy.parameters())
+
+
+@pytest.mark.parametrize("algo, tiny", ALGOS)
+def test_fp16_trains_with_a_gradient_scaler(algo, tiny):
+    model = make(algo, tiny, mixed_precision="fp16")
+    model.learn(tiny["learning_starts"] + 40)
+    assert model._n_updates > 0 and len(model._grad_scalers) >= 2  # one scaler per optimizer
+    assert all(th.isfinite(p).all() for p in model.policy.parameters())
+    with pytest.raises(ValueError, match="mixed_precision must be None"):
+        make(algo, tiny, mixed_precision="int8")

@@ -22,6 +22,7 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback
 
 from sb3_worldmodels.common.buffers import SequenceReplayBuffer
+from sb3_worldmodels.common.precision import autocast, check_mixed_precision, no_autocast
 
 
 def _target_path(path: str | pathlib.Path, suffix: str) -> pathlib.Path:
@@ -121,7 +122,14 @@ class WorldModelAlgorithm(OffPolicyAlgorithm):
     #: SB3 ``policy_kwargs`` keys the algorithm does not take, with what to use instead (see ``check_policy_kwargs``).
     unsupported_policy_kwargs: ClassVar[dict[str, str]] = {}
 
-    def __init__(self, *args, replay_buffer_class: type[SequenceReplayBuffer] | None = None, **kwargs):
+    def __init__(
+        self,
+        *args,
+        replay_buffer_class: type[SequenceReplayBuffer] | None = None,
+        mixed_precision: str | None = None,
+        **kwargs,
+    ):
+        self.mixed_precision = check_mixed_precision(mixed_precision)
         # Every algorithm here samples sequences, supports several envs and has no gSDE.
         super().__init__(
             *args,
@@ -165,6 +173,10 @@ class WorldModelAlgorithm(OffPolicyAlgorithm):
             )
         self.policy_kwargs = check_policy_kwargs(name, self.policy_class, self.policy_kwargs, self.unsupported_policy_kwargs)
         super()._setup_model()
+        # The policy plans / acts in the algorithm's precision (it is restored from the saved argument on load).
+        self.policy.mixed_precision = check_mixed_precision(getattr(self, "mixed_precision", None))
+        # One gradient scaler per optimizer for float16 (process state, not saved).
+        self._grad_scalers: dict[int, th.amp.GradScaler] = {}
         # Episodes finished since learning started (schedules such as DC-MPC's exploration decay count them).
         self._learning_episodes = getattr(self, "_learning_episodes", 0)
         # Optimizer steps skipped because their gradient was not finite (see _clip_and_step).
@@ -258,17 +270,32 @@ class WorldModelAlgorithm(OffPolicyAlgorithm):
         host-device synchronisation; other optimizers check the norm on the host.
         """
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        scaler = None
+        if self.mixed_precision == "fp16":
+            scaler = self._grad_scalers.setdefault(id(optimizer), th.amp.GradScaler(self.device.type))
+        with no_autocast(self.device):
+            (loss if scaler is None else scaler.scale(loss)).backward()
+        if scaler is not None:
+            scaler.unscale_(optimizer)
         params = [p for group in optimizer.param_groups for p in group["params"]]
         grad_norm = th.nn.utils.clip_grad_norm_(params, max_grad_norm)
         non_finite = ~th.isfinite(grad_norm)
-        if optimizer.defaults.get("fused"):
+        if scaler is not None:
+            # The scaler skips steps with non-finite gradients and lowers its scale (float16 overflow is expected
+            # while the scale adapts); they are still counted below.
+            scaler.step(optimizer)
+            scaler.update()
+        elif optimizer.defaults.get("fused"):
             optimizer.found_inf = non_finite.float()
             optimizer.step()
         elif not non_finite:
             optimizer.step()
         self._non_finite_steps = non_finite.long() + self._non_finite_steps
         return grad_norm
+
+    def _autocast(self):
+        """The algorithm's mixed-precision context for forward passes and losses (no-op in float32)."""
+        return autocast(self.device, self.mixed_precision)
 
     def _record_means(self, stats: dict[str, list[th.Tensor]]) -> None:
         """Record the mean of each statistic over the gradient steps of one ``train()`` call, with one host transfer."""

@@ -94,6 +94,8 @@ class DCMPC(WorldModelAlgorithm):
     :param plan_discount: Discount of rewards along the plan; ``None`` uses ``gamma``. The official code uses ``rho``.
     :param use_planner: Act with MPPI (``True``) or with the actor alone (``False``, an ablation).
     :param action_noise: Extra SB3 action noise added on top (not used by the paper).
+    :param mixed_precision: ``None`` (float32, the papers' setting), ``"bf16"`` or ``"fp16"``: autocast for planning /
+        acting and for updates (``sb3_worldmodels/common/precision.py``; fp16 adds a gradient scaler).
     :param replay_buffer_class: Replay buffer class; must derive from :class:`SequenceReplayBuffer`.
     :param replay_buffer_kwargs: Its keyword arguments.
     :param policy_kwargs: Keyword arguments of the policy (``latent_dim``, ``fsq_levels``, ``net_arch``, ...).
@@ -152,6 +154,7 @@ class DCMPC(WorldModelAlgorithm):
         plan_discount: float | None = None,
         use_planner: bool = True,
         action_noise: ActionNoise | None = None,
+        mixed_precision: str | None = None,
         replay_buffer_class: type[SequenceReplayBuffer] | None = None,
         replay_buffer_kwargs: dict[str, Any] | None = None,
         policy_kwargs: dict[str, Any] | None = None,
@@ -174,6 +177,7 @@ class DCMPC(WorldModelAlgorithm):
             train_freq,
             gradient_steps,
             action_noise=action_noise,
+            mixed_precision=mixed_precision,
             replay_buffer_class=replay_buffer_class,
             replay_buffer_kwargs=replay_buffer_kwargs,
             policy_kwargs=policy_kwargs,
@@ -317,12 +321,13 @@ class DCMPC(WorldModelAlgorithm):
         stats: dict[str, list[th.Tensor]] = {}
         for _ in range(gradient_steps):
             data = self.replay_buffer.sample_sequences(batch_size, seq_len, env=self._vec_normalize_env)
-            step_stats = self._update_world_model(data)
-            critic_stats, codes = self._update_critics(data)
-            step_stats.update(critic_stats)
-            self._n_critic_updates += 1
-            if self._n_critic_updates % self.policy_delay == 0:
-                step_stats.update(self._update_actor(codes))
+            with self._autocast():
+                step_stats = self._update_world_model(data)
+                critic_stats, codes = self._update_critics(data)
+                step_stats.update(critic_stats)
+                self._n_critic_updates += 1
+                if self._n_critic_updates % self.policy_delay == 0:
+                    step_stats.update(self._update_actor(codes))
                 polyak_update(self.policy.actor.parameters(), self.policy.actor_target.parameters(), self.tau)
             polyak_update(self.policy.critics.parameters(), self.policy.critics_target.parameters(), self.tau)
             for key, value in step_stats.items():

@@ -6,6 +6,8 @@ from typing import NamedTuple, Protocol
 
 import torch as th
 
+from sb3_worldmodels.common.precision import no_autocast
+
 
 class LatentModel(Protocol):
     """What the planner needs from a world model; every call is batched over the leading dimension."""
@@ -147,8 +149,9 @@ class MPPIPlanner:
             elite_value, elite_idx = th.topk(value, K, dim=1)
             elite_actions = actions[rows, elite_idx]  # (E, K, H, A)
             score = th.softmax(self.temperature * elite_value, dim=1)  # = exp(T (v - max)) normalised
-            mean = th.einsum("ek,ekha->eha", score, elite_actions)
-            variance = th.einsum("ek,ekha->eha", score, (elite_actions - mean.unsqueeze(1)) ** 2)
+            with no_autocast(device):  # the sampling distribution stays in float32 under mixed precision
+                mean = th.einsum("ek,ekha->eha", score, elite_actions)
+                variance = th.einsum("ek,ekha->eha", score, (elite_actions - mean.unsqueeze(1)) ** 2)
             std = variance.sqrt().clamp(self.min_std, self.max_std)
         # Act with one elite drawn by its score (DC-MPC, TD-MPC2), not with the mean.
         # Inverse-CDF draw, with one uniform shared by the batch when a generator is given (as the noise above).

@@ -16,6 +16,7 @@ from torch import nn
 
 from sb3_worldmodels.common.networks import EnsembleMLP, Mish, mlp
 from sb3_worldmodels.common.optim import make_optimizer
+from sb3_worldmodels.common.precision import autocast
 from sb3_worldmodels.common.spaces import as_contiguous, to_env_actions
 from sb3_worldmodels.dcmpc.fsq import FSQ
 from sb3_worldmodels.dcmpc.planner import MPPIPlanner, PlanResult
@@ -50,6 +51,9 @@ class DCMPCPolicy(BasePolicy):
     :param optimizer_class: Optimizer of actor and critics (paper: Adam).
     :param optimizer_kwargs: Extra optimizer arguments of actor and critics.
     """
+
+    #: ``None`` (float32), ``"bf16"`` or ``"fp16"``: autocast while planning / acting (set by the algorithm).
+    mixed_precision: str | None = None
 
     def __init__(
         self,
@@ -146,7 +150,7 @@ class DCMPCPolicy(BasePolicy):
     # ------------------------------------------------------------------ world model
     def encode(self, obs: PyTorchObs) -> th.Tensor:
         """Flattened FSQ codes ``(batch, latent_dim * channels)`` of observations; straight-through gradients."""
-        z = self.encoder(self.extract_features(obs, self.features_extractor))
+        z = self.encoder(self.extract_features(obs, self.features_extractor)).float()
         return self.quantizer(z.view(z.shape[0], self.latent_dim, self.quantizer.num_channels)).flatten(1)
 
     def code_indices(self, codes: th.Tensor) -> th.Tensor:
@@ -155,26 +159,26 @@ class DCMPCPolicy(BasePolicy):
 
     def dynamics_logits(self, codes: th.Tensor, action: th.Tensor) -> th.Tensor:
         """Logits of the next code of every slot, ``(batch, latent_dim, codebook_size)`` (DC-MPC eq. 2)."""
-        logits = self.dynamics(th.cat([codes, action], dim=-1))
+        logits = self.dynamics(th.cat([codes, action], dim=-1)).float()
         return logits.view(codes.shape[0], self.latent_dim, self.quantizer.codebook_size)
 
     def codes_from_probs(self, probs: th.Tensor) -> th.Tensor:
         """Map a distribution (or one-hot) over the codebook of every slot to flattened code vectors."""
-        return (probs @ self.quantizer.codebook.to(probs.dtype)).flatten(1)
+        return (probs @ self.quantizer.codebook.to(probs.dtype)).flatten(1).float()
 
     def predict_reward(self, codes: th.Tensor, action: th.Tensor) -> th.Tensor:
-        return self.reward(th.cat([codes, action], dim=-1)).squeeze(-1)
+        return self.reward(th.cat([codes, action], dim=-1)).squeeze(-1).float()
 
     def q_values(
         self, codes: th.Tensor, action: th.Tensor, target: bool = False, members: th.Tensor | None = None
     ) -> th.Tensor:
         """Q-values of every critic of the ensemble (or of ``members`` only), ``(n_members, batch)``."""
         critics = self.critics_target if target else self.critics
-        return critics(th.cat([codes, action], dim=-1), members).squeeze(-1)
+        return critics(th.cat([codes, action], dim=-1), members).squeeze(-1).float()
 
     def act(self, codes: th.Tensor, target: bool = False) -> th.Tensor:
         """Deterministic action of the actor (policy prior) in [-1, 1]."""
-        return th.tanh((self.actor_target if target else self.actor)(codes))
+        return th.tanh((self.actor_target if target else self.actor)(codes).float())
 
     # ---------------------------------------------------------- planner interface
     def imagine_step(self, latent: th.Tensor, action: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
@@ -208,7 +212,7 @@ class DCMPCPolicy(BasePolicy):
         generator = None
         if deterministic:
             generator = th.Generator(device=self.device).manual_seed(DETERMINISTIC_PLANNER_SEED)
-        with th.inference_mode():
+        with th.inference_mode(), autocast(self.device, self.mixed_precision):
             latent = self.encode(obs)
             mean = self.planner.warm_start(previous_mean, episode_start, n_states, latent.device)
             noise_std = 0.0 if deterministic else exploration_std

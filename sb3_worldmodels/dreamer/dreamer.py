@@ -52,6 +52,8 @@ class Dreamer(WorldModelAlgorithm):
     :param max_grad_norm: Gradient-norm clip of each optimizer (paper: 100).
     :param exploration_noise: Std of Gaussian action noise (Box) or epsilon of epsilon-greedy (Discrete) (paper: 0.3).
     :param action_noise: Extra SB3 action noise (Box only; not used by the paper).
+    :param mixed_precision: ``None`` (float32, the papers' setting), ``"bf16"`` or ``"fp16"``: autocast for planning /
+        acting and for updates (``sb3_worldmodels/common/precision.py``; fp16 adds a gradient scaler).
     :param replay_buffer_class: Must derive from :class:`SequenceReplayBuffer`.
     :param replay_buffer_kwargs: Its keyword arguments.
     :param policy_kwargs: Network sizes and options of :class:`DreamerPolicy`.
@@ -100,6 +102,7 @@ class Dreamer(WorldModelAlgorithm):
         max_grad_norm: float = 100.0,
         exploration_noise: float = 0.3,
         action_noise: ActionNoise | None = None,
+        mixed_precision: str | None = None,
         replay_buffer_class: type[SequenceReplayBuffer] | None = None,
         replay_buffer_kwargs: dict[str, Any] | None = None,
         policy_kwargs: dict[str, Any] | None = None,
@@ -122,6 +125,7 @@ class Dreamer(WorldModelAlgorithm):
             train_freq,
             gradient_steps,
             action_noise=action_noise,
+            mixed_precision=mixed_precision,
             replay_buffer_class=replay_buffer_class,
             replay_buffer_kwargs=replay_buffer_kwargs,
             policy_kwargs=policy_kwargs,
@@ -220,8 +224,9 @@ class Dreamer(WorldModelAlgorithm):
         stats: dict[str, list[th.Tensor]] = {}
         for _ in range(gradient_steps):
             data = self.replay_buffer.sample_sequences(batch_size, self.sequence_length, env=self._vec_normalize_env)
-            step_stats, posterior = self._update_world_model(data)
-            step_stats.update(self._update_behaviour(posterior))
+            with self._autocast():
+                step_stats, posterior = self._update_world_model(data)
+                step_stats.update(self._update_behaviour(posterior))
             for key, value in step_stats.items():
                 stats.setdefault(key, []).append(value.detach())
         self._n_updates += gradient_steps
@@ -245,7 +250,7 @@ class Dreamer(WorldModelAlgorithm):
         feature = posterior.feature
         reconstruction = -policy.reconstruction_log_likelihood(feature, obs).mean()
         # The state of o_{t+1} predicts r_t, the reward of the transition into it.
-        reward_prediction = policy.reward(feature[:, 1:]).squeeze(-1)
+        reward_prediction = policy.reward(feature[:, 1:]).squeeze(-1).float()
         reward_loss = 0.5 * ((reward_prediction - data.rewards) ** 2).mean()
         kl = gaussian_kl(posterior, prior).mean()
         # Free nats on the batch mean: no gradient while the KL is below free_nats.
@@ -253,7 +258,7 @@ class Dreamer(WorldModelAlgorithm):
         loss = reconstruction + reward_loss + self.kl_scale * kl_loss
         stats = {}
         if policy.continuation is not None:
-            logits = policy.continuation(feature[:, 1:]).squeeze(-1)
+            logits = policy.continuation(feature[:, 1:]).squeeze(-1).float()
             continuation_loss = F.binary_cross_entropy_with_logits(logits, 1.0 - data.terminations)
             loss = loss + self.continuation_coef * continuation_loss
             stats["world_model/continuation_loss"] = continuation_loss.detach()
@@ -295,7 +300,7 @@ class Dreamer(WorldModelAlgorithm):
         """``gamma`` per imagined step, times the predicted continuation probability when that head exists."""
         discount = th.full(features.shape[:-1], self.gamma, device=features.device)
         if self.policy.continuation is not None:
-            discount = discount * th.sigmoid(self.policy.continuation(features).squeeze(-1))
+            discount = discount * th.sigmoid(self.policy.continuation(features).squeeze(-1).float())
         return discount
 
     def _update_behaviour(self, posterior: RSSMState) -> dict[str, th.Tensor]:
@@ -307,8 +312,8 @@ class Dreamer(WorldModelAlgorithm):
             p.requires_grad_(False)
         try:
             features, entropy = self.imagine(posterior.flatten())
-            rewards = policy.reward(features).squeeze(-1)
-            values = policy.value(features).squeeze(-1)
+            rewards = policy.reward(features).squeeze(-1).float()
+            values = policy.value(features).squeeze(-1).float()
             discounts = self.imagined_discounts(features)
             returns = lambda_return(rewards[:-1], values[:-1], discounts[:-1], values[-1], self.lambda_)
             # Weight of each step: the probability of having reached it (stop-gradient).
@@ -318,7 +323,7 @@ class Dreamer(WorldModelAlgorithm):
         finally:
             for p in (*world_model, *policy.value.parameters()):
                 p.requires_grad_(True)
-        value_prediction = policy.value(features[:-1].detach()).squeeze(-1)
+        value_prediction = policy.value(features[:-1].detach()).squeeze(-1).float()
         value_loss = (weights * 0.5 * (value_prediction - returns.detach()) ** 2).mean()
         value_grad_norm = self._clip_and_step(policy.value_optimizer, value_loss, self.max_grad_norm)
         return {
@@ -358,7 +363,7 @@ class Dreamer(WorldModelAlgorithm):
             for key, value in policy.decode(feature.flatten(0, 1)).items()
         }
         truth = {key: value[:, context:] for key, value in obs.items()}
-        rewards = {"true": data.rewards[:, context - 1 :], "predicted": policy.reward(feature).squeeze(-1)}
+        rewards = {"true": data.rewards[:, context - 1 :], "predicted": policy.reward(feature).squeeze(-1).float()}
         return truth, prediction, rewards
 
     def prediction_errors(self, n_sequences: int, horizon: int, context: int = 5) -> dict[str, th.Tensor]:

@@ -17,6 +17,7 @@ from torch import nn
 
 from sb3_worldmodels.common.networks import mlp
 from sb3_worldmodels.common.optim import make_optimizer
+from sb3_worldmodels.common.precision import autocast
 from sb3_worldmodels.common.spaces import as_contiguous, to_env_actions
 from sb3_worldmodels.dreamer.rssm import RSSM, RSSMState
 
@@ -107,7 +108,7 @@ class Actor(nn.Module):
         self.raw_init_std = math.log(math.expm1(init_std))
 
     def forward(self, feature: th.Tensor) -> ActorOutput:
-        out = self.net(feature)
+        out = self.net(feature).float()
         if self.discrete:
             probs = th.softmax(out, dim=-1)
             index = th.multinomial(probs, 1).squeeze(-1)
@@ -158,6 +159,9 @@ class DreamerPolicy(BasePolicy):
     :param optimizer_kwargs: Extra optimizer arguments.
     :param normalize_images: Scale uint8 images to [-0.5, 0.5] (paper); ``False`` feeds them as floats unchanged.
     """
+
+    #: ``None`` (float32), ``"bf16"`` or ``"fp16"``: autocast while planning / acting (set by the algorithm).
+    mixed_precision: str | None = None
 
     def __init__(
         self,
@@ -293,7 +297,7 @@ class DreamerPolicy(BasePolicy):
         for key, value in obs.items():
             lead = value.shape[: value.dim() - (3 if key in self.image_keys else 1)]
             flat = value.reshape(-1, *value.shape[len(lead) :])
-            embeds.append(self.encoders[self._module_key(key)](flat).view(*lead, -1))
+            embeds.append(self.encoders[self._module_key(key)](flat).float().view(*lead, -1))
         return th.cat(embeds, dim=-1)
 
     def reconstruction_log_likelihood(self, feature: th.Tensor, obs: dict[str, th.Tensor]) -> th.Tensor:
@@ -302,14 +306,16 @@ class DreamerPolicy(BasePolicy):
         flat_feature = feature.reshape(-1, feature.shape[-1])
         total = th.zeros(flat_feature.shape[0], device=feature.device)
         for key, value in obs.items():
-            prediction = self.decoders[self._module_key(key)](flat_feature)
+            prediction = self.decoders[self._module_key(key)](flat_feature).float()
             target = value.reshape(prediction.shape)
             total = total + gaussian_log_likelihood(prediction, target).flatten(1).sum(dim=1)
         return total.view(lead)
 
     def decode(self, feature: th.Tensor) -> dict[str, th.Tensor]:
         """Predicted (preprocessed) observations for features ``(batch, feature_dim)``."""
-        return {key: self.decoders[self._module_key(key)](feature).view(-1, *self.parts[key].shape) for key in self.parts}
+        return {
+            key: self.decoders[self._module_key(key)](feature).float().view(-1, *self.parts[key].shape) for key in self.parts
+        }
 
     # ------------------------------------------------------------------- acting
     def action_to_input(self, action: th.Tensor) -> th.Tensor:
@@ -345,7 +351,7 @@ class DreamerPolicy(BasePolicy):
         if episode_start is not None:
             keep = th.as_tensor(~np.asarray(episode_start, dtype=bool), device=self.device).float().unsqueeze(-1)
             deter, stoch, prev_action = deter * keep, stoch * keep, prev_action * keep
-        with th.no_grad():
+        with th.no_grad(), autocast(self.device, self.mixed_precision):
             prev = RSSMState(stoch, th.ones_like(stoch), stoch, deter)
             # Deterministic acting uses the posterior mean and the actor's mode, so it is repeatable.
             posterior, _ = self.rssm.observe_step(prev, prev_action, self.embed(obs), sample=not deterministic)

@@ -89,7 +89,7 @@ class RSSM(nn.Module):
         return RSSMState(zeros, zeros.clone(), zeros.clone(), th.zeros(batch_size, self.deter_dim, device=device))
 
     def _gaussian(self, stats: th.Tensor, deter: th.Tensor, sample: bool) -> RSSMState:
-        mean, std = stats.chunk(2, dim=-1)
+        mean, std = stats.float().chunk(2, dim=-1)
         std = F.softplus(std) + self.min_std
         stoch = mean + std * th.randn_like(std) if sample else mean  # reparameterised
         return RSSMState(mean, std, stoch, deter)
@@ -97,7 +97,7 @@ class RSSM(nn.Module):
     def imagine(self, prev: RSSMState, prev_action: th.Tensor, sample: bool = True) -> RSSMState:
         """Prior step ``p(s_t | s_{t-1}, a_{t-1})``: the transition used for imagination."""
         hidden = self.prior_input(th.cat([prev.stoch, prev_action], dim=-1))
-        deter = self.gru(hidden, prev.deter)
+        deter = self.gru(hidden, prev.deter).float()
         return self._gaussian(self.prior_head(deter), deter, sample)
 
     def observe_step(
