@@ -41,9 +41,9 @@ def count_flops(fn: Callable[[], object]) -> int:
     return counter.get_total_flops()
 
 
-def print_table(rows: list[tuple[str, float, float, float]]) -> None:
+def print_table(rows: list[tuple[str, float, float, float]], precision: str = "fp32") -> None:
     """Markdown table of ``(call, flops, floor seconds, measured seconds)`` rows."""
-    print("| call | GFLOP | fp32 floor (ms) | measured median (ms) | measured / floor |")
+    print(f"| call | GFLOP | {precision} floor (ms) | measured median (ms) | measured / floor |")
     print("| --- | --- | --- | --- | --- |")
     for name, flops, floor, seconds in rows:
         print(f"| {name} | {flops / 1e9:.2f} | {floor * 1e3:.1f} | {seconds * 1e3:.1f} | {seconds / floor:.2f} |")

@@ -1,6 +1,7 @@
 """Speed and memory of DC-MPC's two hot calls: one MPPI planning call and one gradient update.
 
     python benchmarks/dcmpc_speed.py [--size paper|pendulum-cpu] [--threads 2] [--repeats 5] [--mixed-precision bf16]
+        [--compile-planner]
 
 For each call it reports the matrix-product FLOPs (counted by ``torch.utils.flop_counter`` from the layer
 sizes actually run, backward included), the fp32 matmul rate of this machine measured in the same run, the
@@ -25,6 +26,7 @@ from sb3_worldmodels.presets import DCMPC_PENDULUM_CPU
 
 
 def build(size: str, mixed_precision: str | None = None) -> DCMPC:
+    extra = dict(mixed_precision=mixed_precision)
     if size == "paper":
         # walker-walk: obs 24, action 6; every network size is the paper default.
         env = gym.make("Pendulum-v1")  # replaced below by a Box env of walker's sizes
@@ -32,8 +34,8 @@ def build(size: str, mixed_precision: str | None = None) -> DCMPC:
             env, lambda o: np.zeros(24, np.float32), gym.spaces.Box(-np.inf, np.inf, (24,), np.float32)
         )
         env.action_space = gym.spaces.Box(-1, 1, (6,), np.float32)
-        return DCMPC("MlpPolicy", env, buffer_size=10_000, learning_starts=0, device="cpu", mixed_precision=mixed_precision)
-    kwargs = {**DCMPC_PENDULUM_CPU, "learning_starts": 0, "mixed_precision": mixed_precision}
+        return DCMPC("MlpPolicy", env, buffer_size=10_000, learning_starts=0, device="cpu", **extra)
+    kwargs = {**DCMPC_PENDULUM_CPU, "learning_starts": 0, **extra}
     return DCMPC("MlpPolicy", "Pendulum-v1", device="cpu", **kwargs)
 
 
@@ -52,6 +54,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--mixed-precision", choices=["fp32", "bf16", "fp16"], default="fp32")
+    parser.add_argument("--compile-planner", action="store_true", help="DCMPC(compile_planner=True)")
     args = parser.parse_args()
     th.set_num_threads(args.threads)
     th.manual_seed(0)
@@ -79,14 +82,17 @@ def main() -> None:
     bf16 = matmul_rate(th.bfloat16)
     rows = []
     for name, fn, per_call in (("planning call", plan, 1), ("gradient update", two_updates, 2)):
-        flops = count_flops(fn) / per_call
+        flops = count_flops(fn) / per_call  # counted eagerly
+        if args.compile_planner and name == "planning call":
+            model.policy.compile_planner()  # as DCMPC(compile_planner=True) does; the warm-up call compiles
         seconds = median_time(fn, args.repeats) / per_call
         floor = flops / (bf16 if args.mixed_precision == "bf16" else fp32)
         rows.append((name, flops, floor, seconds))
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"size={args.size} precision={args.mixed_precision} threads={args.threads} torch={th.__version__}")
+    setting = f"size={args.size} precision={args.mixed_precision} compiled={args.compile_planner}"
+    print(f"{setting} threads={args.threads} torch={th.__version__}")
     print(f"matmul rate: fp32 {fp32 / 1e9:.0f} GFLOP/s, bf16 {bf16 / 1e9:.0f} GFLOP/s")
-    print_table(rows)
+    print_table(rows, "bf16" if args.mixed_precision == "bf16" else "fp32")
     print(f"peak resident memory: {peak_mib:.0f} MiB")
 
 

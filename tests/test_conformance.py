@@ -482,3 +482,18 @@ def test_fp16_trains_with_a_gradient_scaler(algo, tiny):
     assert all(th.isfinite(p).all() for p in model.policy.parameters())
     with pytest.raises(ValueError, match="mixed_precision must be None"):
         make(algo, tiny, mixed_precision="int8")
+
+
+def test_compiled_planner_gives_the_eager_actions(tmp_path):
+    eager = make(DCMPC, TINY_DCMPC)
+    eager.learn(TINY_DCMPC["learning_starts"] + 10)
+    eager.save(tmp_path / "model")
+    compiled = DCMPC.load(tmp_path / "model", custom_objects={"compile_planner": True})
+    assert compiled.policy.imagine_step is not compiled.policy.__class__.imagine_step
+    obs = np.random.default_rng(2).uniform(-1, 1, (8, 3)).astype(np.float32)
+    actions_eager, state_eager = eager.predict(obs, deterministic=True)
+    actions_compiled, state_compiled = compiled.predict(obs, deterministic=True)
+    np.testing.assert_allclose(actions_compiled, actions_eager, atol=1e-4)
+    np.testing.assert_allclose(state_compiled[0], state_eager[0], atol=1e-4)
+    compiled.save(tmp_path / "again")  # the compiled functions are not part of the checkpoint
+    assert DCMPC.load(tmp_path / "again").compile_planner

@@ -93,6 +93,8 @@ class DCMPC(WorldModelAlgorithm):
     :param max_plan_std: Maximum and initial MPPI std (paper: 2).
     :param plan_discount: Discount of rewards along the plan; ``None`` uses ``gamma``. The official code uses ``rho``.
     :param use_planner: Act with MPPI (``True``) or with the actor alone (``False``, an ablation).
+    :param compile_planner: ``torch.compile`` the latent steps MPPI evaluates (dynamics, reward, policy prior); on
+        CUDA with ``mode="reduce-overhead"``, which captures them in CUDA graphs. The first planning calls compile.
     :param action_noise: Extra SB3 action noise added on top (not used by the paper).
     :param mixed_precision: ``None`` (float32, the papers' setting), ``"bf16"`` or ``"fp16"``: autocast for planning /
         acting and for updates (``sb3_worldmodels/common/precision.py``; fp16 adds a gradient scaler).
@@ -153,6 +155,7 @@ class DCMPC(WorldModelAlgorithm):
         max_plan_std: float = 2.0,
         plan_discount: float | None = None,
         use_planner: bool = True,
+        compile_planner: bool = False,
         action_noise: ActionNoise | None = None,
         mixed_precision: str | None = None,
         replay_buffer_class: type[SequenceReplayBuffer] | None = None,
@@ -214,6 +217,7 @@ class DCMPC(WorldModelAlgorithm):
         self.max_plan_std = max_plan_std
         self.plan_discount = plan_discount
         self.use_planner = use_planner
+        self.compile_planner = compile_planner
         if _init_setup_model:
             self._setup_model()
 
@@ -247,6 +251,8 @@ class DCMPC(WorldModelAlgorithm):
         n_steps, self.n_steps = self.n_steps, 1
         super()._setup_model()
         self.n_steps = n_steps
+        if getattr(self, "compile_planner", False):
+            self.policy.compile_planner()
         self._n_critic_updates = getattr(self, "_n_critic_updates", 0)
         self._pretrained = getattr(self, "_pretrained", False)
 

@@ -194,6 +194,18 @@ class DCMPCPolicy(BasePolicy):
         chosen = th.randperm(self.n_critics, device=latent.device, generator=generator)[: min(2, self.n_critics)]
         return self.q_values(latent, self.act(latent), members=chosen).mean(dim=0)
 
+    def compile_planner(self) -> None:
+        """Compile the latent steps MPPI calls in its loops with ``torch.compile`` (same results, fewer kernel launches).
+
+        On CUDA the mode is ``"reduce-overhead"``: the compiled steps are captured and replayed as CUDA graphs.
+        The compiled functions belong to this process; they are not saved (``DCMPC(compile_planner=True)`` compiles
+        again after loading).
+        """
+        mode = "reduce-overhead" if self.device.type == "cuda" else None
+        # Instance attributes shadow the methods of the same name for the planner's calls.
+        self.imagine_step = th.compile(DCMPCPolicy.imagine_step.__get__(self), mode=mode, dynamic=False)
+        self.policy_prior = th.compile(DCMPCPolicy.policy_prior.__get__(self), mode=mode, dynamic=False)
+
     # ------------------------------------------------------------------- acting
     def plan(
         self,
