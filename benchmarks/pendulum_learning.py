@@ -67,6 +67,7 @@ def run(
     repeat: int = 1,
     unit_reward: bool = False,
     stochastic_eval: bool = False,
+    norm_reward: bool = False,
 ) -> dict:
     # With action repeat, `steps` and `eval_freq` count agent steps; the results record env steps (x repeat).
     env = gym.make("Pendulum-v1")
@@ -75,6 +76,11 @@ def run(
         # Episodes have a fixed length (no terminations), so the optimal policy is unchanged; evaluation uses the raw reward.
         env = gym.wrappers.TransformReward(env, lambda r: (r + MAX_COST) / MAX_COST)
     env = ActionRepeat(env, repeat)
+    if norm_reward:
+        # SB3's reward scaling (by the running std of the discounted return); the evaluation env keeps raw rewards.
+        from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+        env = VecNormalize(DummyVecEnv([lambda env=env: env]), norm_obs=False, norm_reward=True, gamma=0.99)
     eval_env = ActionRepeat(gym.make("Pendulum-v1"), repeat)
     eval_env.reset(seed=10_000 + seed)
     if algo == "dcmpc":
@@ -92,6 +98,7 @@ def run(
         override=override,
         action_repeat=repeat,
         unit_reward=unit_reward,
+        norm_reward=norm_reward,
         steps=[step * repeat for step in callback.steps],
         returns=callback.returns,
         stochastic_returns=callback.stochastic_returns,
@@ -150,6 +157,7 @@ def main() -> None:
     parser.add_argument("--verbose", type=int, default=0)
     parser.add_argument("--action-repeat", type=int, default=1, help="steps and eval-freq then count agent steps")
     parser.add_argument("--unit-reward", action="store_true", help="train on the reward mapped onto [0, 1]")
+    parser.add_argument("--norm-reward", action="store_true", help="train through VecNormalize(norm_reward=True)")
     parser.add_argument("--stochastic-eval", action="store_true", help="also evaluate with sampled actions")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--plot", type=Path, default=None)
@@ -171,6 +179,7 @@ def main() -> None:
             args.action_repeat,
             args.unit_reward,
             args.stochastic_eval,
+            args.norm_reward,
         )
         (args.out / f"{args.algo}_seed{seed}.json").write_text(json.dumps(result))
 
