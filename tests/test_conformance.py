@@ -157,14 +157,37 @@ def test_dummy_vec_env_with_episodes_ending_at_different_steps(algo, tiny, n_env
 
 
 @pytest.mark.parametrize("algo, tiny", ALGOS)
-def test_subproc_vec_env(algo, tiny):
-    env = make_vec_env("Pendulum-v1", n_envs=2, seed=0, vec_env_cls=SubprocVecEnv)
+@pytest.mark.parametrize("n_envs", [1, 2, 4])
+def test_subproc_vec_env_with_episodes_ending_at_different_steps(algo, tiny, n_envs):
+    # Each worker's env has its own episode length (the lambdas travel to the workers by value).
+    env = SubprocVecEnv([lambda k=k: Monitor(gym.make("Pendulum-v1", max_episode_steps=13 + 7 * k)) for k in range(n_envs)])
     try:
         model = make(algo, tiny, env=env)
-        model.learn(tiny["learning_starts"] + 20)
-        assert model.num_timesteps >= tiny["learning_starts"] + 20
+        model.learn(tiny["learning_starts"] + 40 * n_envs)
+        assert model.num_timesteps >= tiny["learning_starts"] + 40 * n_envs and model._n_updates > 0
+        assert len(model.ep_info_buffer) > 0
+        ends = {k: np.flatnonzero(model.replay_buffer.dones[: model.replay_buffer.pos, k]) for k in range(n_envs)}
+        for k in range(n_envs):  # env k's episodes end every 13 + 7 k steps
+            np.testing.assert_array_equal(np.diff(ends[k]), 13 + 7 * k)
     finally:
         env.close()
+
+
+@pytest.mark.parametrize("algo, tiny", ALGOS)
+def test_dict_observations_with_multi_input_policy(algo, tiny, tmp_path):
+    observation_space = spaces.Dict(
+        {"position": spaces.Box(-1, 1, (3,), np.float32), "velocity": spaces.Box(-5, 5, (2,), np.float64)}
+    )
+    env = ToyEnv(observation_space, spaces.Box(-1, 1, (2,), np.float32))
+    model = algo("MultiInputPolicy", env, seed=0, **{**tiny, "policy_kwargs": dict(tiny["policy_kwargs"])})
+    model.learn(tiny["learning_starts"] + 20)
+    assert set(model.replay_buffer.observations) == {"position", "velocity"}
+    obs = {key: np.stack([space.sample() for _ in range(4)]) for key, space in observation_space.spaces.items()}
+    actions, _ = model.predict(obs, deterministic=True)
+    assert actions.shape == (4, 2)
+    model.save(tmp_path / "model")
+    loaded = algo.load(tmp_path / "model")
+    np.testing.assert_allclose(loaded.predict(obs, deterministic=True)[0], actions, atol=1e-5)
 
 
 # ------------------------------------------------------------------------ episodes and buffer sizes
