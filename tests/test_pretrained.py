@@ -10,12 +10,16 @@ import torch as th
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.monitor import Monitor
 
-from sb3_worldmodels import DCMPC
+from sb3_worldmodels import DCMPC, Dreamer
 
 AGENTS = Path(__file__).resolve().parents[1] / "rl-trained-agents"
 
 # (algorithm, env id, episodes, mean return recorded over these deterministic episodes (reset seed 0), allowed shortfall)
-SHIPPED = [(DCMPC, "Pendulum-v1", 5, -160.3, 150.0), (DCMPC, "dm_control/cartpole-swingup-v0", 2, 225.3, 100.0)]
+SHIPPED = [
+    (DCMPC, "Pendulum-v1", 5, -160.3, 150.0),
+    (DCMPC, "dm_control/cartpole-swingup-v0", 2, 225.3, 100.0),
+    (Dreamer, "Pendulum-v1", 5, -145.0, 150.0),
+]
 
 
 @pytest.mark.parametrize("algo, env_id, n_episodes, recorded, tolerance", SHIPPED)
