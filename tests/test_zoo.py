@@ -123,6 +123,17 @@ def test_optimize_with_two_workers_sharing_one_journal_study(tmp_path):
     assert {"learning_rate", "n_steps", "batch_size_pow"} <= trials[0].params.keys()
 
 
+def test_optimize_dreamer_with_two_trials(tmp_path):
+    options = (
+        "--algo dreamer --env Pendulum-v1 -n 200 -f logs --num-threads 1 --optimize --n-trials 2 --n-jobs 1 --sampler random "
+        "--pruner none --n-evaluations 1 --eval-episodes 1 --study-name dreamer --seed 0"
+    )
+    result = run(sys.executable, "-m", "sb3_worldmodels.train", *options.split(), *TINY_DREAMER_ARGS, cwd=tmp_path)
+    assert "Number of finished trials: 2" in result.stdout
+    report = next((tmp_path / "logs" / "dreamer").rglob("report_*.csv")).read_text()
+    assert "free_nats" in report and "actor_learning_rate" in report  # Dreamer's own sampler was used
+
+
 def test_register_is_idempotent_and_defaults_to_the_shipped_config():
     from rl_zoo3.utils import ALGOS
 
