@@ -174,9 +174,10 @@ class WorldModelAlgorithm(OffPolicyAlgorithm):
         self.policy_kwargs = check_policy_kwargs(name, self.policy_class, self.policy_kwargs, self.unsupported_policy_kwargs)
         super()._setup_model()
         # The policy plans / acts in the algorithm's precision (it is restored from the saved argument on load).
-        self.policy.mixed_precision = check_mixed_precision(getattr(self, "mixed_precision", None))
+        self.policy.mixed_precision = check_mixed_precision(self.mixed_precision)  # custom_objects may have replaced it
         # One gradient scaler per optimizer for float16 (process state, not saved).
         self._grad_scalers: dict[int, th.amp.GradScaler] = {}
+        self._warned_waiting = False
         # Episodes finished since learning started (schedules such as DC-MPC's exploration decay count them).
         self._learning_episodes = getattr(self, "_learning_episodes", 0)
         # Optimizer steps skipped because their gradient was not finite (see _clip_and_step).
@@ -192,7 +193,7 @@ class WorldModelAlgorithm(OffPolicyAlgorithm):
         """
         if self.replay_buffer.size() >= self.sequence_length:
             return True
-        if not getattr(self, "_warned_waiting", False):
+        if not self._warned_waiting:
             self._warned_waiting = True
             warnings.warn(
                 f"{type(self).__name__} waits with training until each env has stored {self.sequence_length} steps "

@@ -46,13 +46,21 @@ class Mish(nn.Module):
         return n.div_(n + 2).mul_(x)
 
 
+class MLP(nn.Sequential):
+    """``nn.Sequential`` whose output is float32 (a no-op in float32): under mixed precision, a network's output
+    still reaches losses, distributions and the planner in float32."""
+
+    def forward(self, x: th.Tensor) -> th.Tensor:
+        return super().forward(x).float()
+
+
 def mlp(
     input_dim: int,
     hidden_dims: Sequence[int],
     output_dim: int,
     activation_fn: type[nn.Module] = Mish,
     layer_norm: bool = True,
-) -> nn.Sequential:
+) -> MLP:
     """MLP whose hidden layers are ``Linear -> [LayerNorm] -> activation`` and whose output layer is a plain ``Linear``.
 
     With ``layer_norm=True`` and ``nn.Mish`` this is the block of DC-MPC (and TD-MPC2); Dreamer uses
@@ -67,7 +75,7 @@ def mlp(
         layers.append(activation_fn())
         last = width
     layers.append(nn.Linear(last, output_dim))
-    return nn.Sequential(*layers)
+    return MLP(*layers)
 
 
 class EnsembleLinear(nn.Module):
@@ -141,7 +149,7 @@ class EnsembleMLP(nn.Sequential):
     def forward(self, x: th.Tensor, members: th.Tensor | None = None) -> th.Tensor:
         for layer in self:
             x = layer(x, members) if isinstance(layer, (EnsembleLinear, EnsembleLayerNorm)) else layer(x)
-        return x
+        return x.float()  # float32 output, as MLP
 
 
 ensemble_mlp = EnsembleMLP

@@ -251,7 +251,7 @@ class DCMPC(WorldModelAlgorithm):
         n_steps, self.n_steps = self.n_steps, 1
         super()._setup_model()
         self.n_steps = n_steps
-        if getattr(self, "compile_planner", False):
+        if self.compile_planner:
             self.policy.compile_planner()
         self._n_critic_updates = getattr(self, "_n_critic_updates", 0)
         self._pretrained = getattr(self, "_pretrained", False)

@@ -150,7 +150,7 @@ class DCMPCPolicy(BasePolicy):
     # ------------------------------------------------------------------ world model
     def encode(self, obs: PyTorchObs) -> th.Tensor:
         """Flattened FSQ codes ``(batch, latent_dim * channels)`` of observations; straight-through gradients."""
-        z = self.encoder(self.extract_features(obs, self.features_extractor)).float()
+        z = self.encoder(self.extract_features(obs, self.features_extractor))
         return self.quantizer(z.view(z.shape[0], self.latent_dim, self.quantizer.num_channels)).flatten(1)
 
     def code_indices(self, codes: th.Tensor) -> th.Tensor:
@@ -159,7 +159,7 @@ class DCMPCPolicy(BasePolicy):
 
     def dynamics_logits(self, codes: th.Tensor, action: th.Tensor) -> th.Tensor:
         """Logits of the next code of every slot, ``(batch, latent_dim, codebook_size)`` (DC-MPC eq. 2)."""
-        logits = self.dynamics(th.cat([codes, action], dim=-1)).float()
+        logits = self.dynamics(th.cat([codes, action], dim=-1))
         return logits.view(codes.shape[0], self.latent_dim, self.quantizer.codebook_size)
 
     def codes_from_probs(self, probs: th.Tensor) -> th.Tensor:
@@ -167,18 +167,18 @@ class DCMPCPolicy(BasePolicy):
         return (probs @ self.quantizer.codebook.to(probs.dtype)).flatten(1).float()
 
     def predict_reward(self, codes: th.Tensor, action: th.Tensor) -> th.Tensor:
-        return self.reward(th.cat([codes, action], dim=-1)).squeeze(-1).float()
+        return self.reward(th.cat([codes, action], dim=-1)).squeeze(-1)
 
     def q_values(
         self, codes: th.Tensor, action: th.Tensor, target: bool = False, members: th.Tensor | None = None
     ) -> th.Tensor:
         """Q-values of every critic of the ensemble (or of ``members`` only), ``(n_members, batch)``."""
         critics = self.critics_target if target else self.critics
-        return critics(th.cat([codes, action], dim=-1), members).squeeze(-1).float()
+        return critics(th.cat([codes, action], dim=-1), members).squeeze(-1)
 
     def act(self, codes: th.Tensor, target: bool = False) -> th.Tensor:
         """Deterministic action of the actor (policy prior) in [-1, 1]."""
-        return th.tanh((self.actor_target if target else self.actor)(codes).float())
+        return th.tanh((self.actor_target if target else self.actor)(codes))
 
     # ---------------------------------------------------------- planner interface
     def imagine_step(self, latent: th.Tensor, action: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
@@ -203,8 +203,8 @@ class DCMPCPolicy(BasePolicy):
         """
         mode = "reduce-overhead" if self.device.type == "cuda" else None
         # Instance attributes shadow the methods of the same name for the planner's calls.
-        self.imagine_step = th.compile(DCMPCPolicy.imagine_step.__get__(self), mode=mode, dynamic=False)
-        self.policy_prior = th.compile(DCMPCPolicy.policy_prior.__get__(self), mode=mode, dynamic=False)
+        self.imagine_step = th.compile(type(self).imagine_step.__get__(self), mode=mode, dynamic=False)
+        self.policy_prior = th.compile(type(self).policy_prior.__get__(self), mode=mode, dynamic=False)
 
     # ------------------------------------------------------------------- acting
     def plan(

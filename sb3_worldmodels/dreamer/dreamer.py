@@ -250,7 +250,7 @@ class Dreamer(WorldModelAlgorithm):
         feature = posterior.feature
         reconstruction = -policy.reconstruction_log_likelihood(feature, obs).mean()
         # The state of o_{t+1} predicts r_t, the reward of the transition into it.
-        reward_prediction = policy.reward(feature[:, 1:]).squeeze(-1).float()
+        reward_prediction = policy.reward(feature[:, 1:]).squeeze(-1)
         reward_loss = 0.5 * ((reward_prediction - data.rewards) ** 2).mean()
         kl = gaussian_kl(posterior, prior).mean()
         # Free nats on the batch mean: no gradient while the KL is below free_nats.
@@ -258,7 +258,7 @@ class Dreamer(WorldModelAlgorithm):
         loss = reconstruction + reward_loss + self.kl_scale * kl_loss
         stats = {}
         if policy.continuation is not None:
-            logits = policy.continuation(feature[:, 1:]).squeeze(-1).float()
+            logits = policy.continuation(feature[:, 1:]).squeeze(-1)
             continuation_loss = F.binary_cross_entropy_with_logits(logits, 1.0 - data.terminations)
             loss = loss + self.continuation_coef * continuation_loss
             stats["world_model/continuation_loss"] = continuation_loss.detach()
@@ -300,7 +300,7 @@ class Dreamer(WorldModelAlgorithm):
         """``gamma`` per imagined step, times the predicted continuation probability when that head exists."""
         discount = th.full(features.shape[:-1], self.gamma, device=features.device)
         if self.policy.continuation is not None:
-            discount = discount * th.sigmoid(self.policy.continuation(features).squeeze(-1).float())
+            discount = discount * th.sigmoid(self.policy.continuation(features).squeeze(-1))
         return discount
 
     def _update_behaviour(self, posterior: RSSMState) -> dict[str, th.Tensor]:
@@ -312,8 +312,8 @@ class Dreamer(WorldModelAlgorithm):
             p.requires_grad_(False)
         try:
             features, entropy = self.imagine(posterior.flatten())
-            rewards = policy.reward(features).squeeze(-1).float()
-            values = policy.value(features).squeeze(-1).float()
+            rewards = policy.reward(features).squeeze(-1)
+            values = policy.value(features).squeeze(-1)
             discounts = self.imagined_discounts(features)
             returns = lambda_return(rewards[:-1], values[:-1], discounts[:-1], values[-1], self.lambda_)
             # Weight of each step: the probability of having reached it (stop-gradient).
@@ -323,7 +323,7 @@ class Dreamer(WorldModelAlgorithm):
         finally:
             for p in (*world_model, *policy.value.parameters()):
                 p.requires_grad_(True)
-        value_prediction = policy.value(features[:-1].detach()).squeeze(-1).float()
+        value_prediction = policy.value(features[:-1].detach()).squeeze(-1)
         value_loss = (weights * 0.5 * (value_prediction - returns.detach()) ** 2).mean()
         value_grad_norm = self._clip_and_step(policy.value_optimizer, value_loss, self.max_grad_norm)
         return {
@@ -363,7 +363,7 @@ class Dreamer(WorldModelAlgorithm):
             for key, value in policy.decode(feature.flatten(0, 1)).items()
         }
         truth = {key: value[:, context:] for key, value in obs.items()}
-        rewards = {"true": data.rewards[:, context - 1 :], "predicted": policy.reward(feature).squeeze(-1).float()}
+        rewards = {"true": data.rewards[:, context - 1 :], "predicted": policy.reward(feature).squeeze(-1)}
         return truth, prediction, rewards
 
     def prediction_errors(self, n_sequences: int, horizon: int, context: int = 5) -> dict[str, th.Tensor]:

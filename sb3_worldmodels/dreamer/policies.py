@@ -49,7 +49,7 @@ class ConvEncoder(nn.Module):
         self.output_dim = depth * 8 * 2 * 2
 
     def forward(self, image: th.Tensor) -> th.Tensor:
-        return self.net(image)
+        return self.net(image).float()  # float32 under mixed precision, as common.networks.MLP
 
 
 class ConvDecoder(nn.Module):
@@ -70,7 +70,7 @@ class ConvDecoder(nn.Module):
         )
 
     def forward(self, feature: th.Tensor) -> th.Tensor:
-        return self.net(self.dense(feature).view(-1, self.embed_dim, 1, 1))
+        return self.net(self.dense(feature).view(-1, self.embed_dim, 1, 1)).float()
 
 
 class ActorOutput(NamedTuple):
@@ -108,7 +108,7 @@ class Actor(nn.Module):
         self.raw_init_std = math.log(math.expm1(init_std))
 
     def forward(self, feature: th.Tensor) -> ActorOutput:
-        out = self.net(feature).float()
+        out = self.net(feature)
         if self.discrete:
             probs = th.softmax(out, dim=-1)
             index = th.multinomial(probs, 1).squeeze(-1)
@@ -297,7 +297,7 @@ class DreamerPolicy(BasePolicy):
         for key, value in obs.items():
             lead = value.shape[: value.dim() - (3 if key in self.image_keys else 1)]
             flat = value.reshape(-1, *value.shape[len(lead) :])
-            embeds.append(self.encoders[self._module_key(key)](flat).float().view(*lead, -1))
+            embeds.append(self.encoders[self._module_key(key)](flat).view(*lead, -1))
         return th.cat(embeds, dim=-1)
 
     def reconstruction_log_likelihood(self, feature: th.Tensor, obs: dict[str, th.Tensor]) -> th.Tensor:
@@ -306,16 +306,14 @@ class DreamerPolicy(BasePolicy):
         flat_feature = feature.reshape(-1, feature.shape[-1])
         total = th.zeros(flat_feature.shape[0], device=feature.device)
         for key, value in obs.items():
-            prediction = self.decoders[self._module_key(key)](flat_feature).float()
+            prediction = self.decoders[self._module_key(key)](flat_feature)
             target = value.reshape(prediction.shape)
             total = total + gaussian_log_likelihood(prediction, target).flatten(1).sum(dim=1)
         return total.view(lead)
 
     def decode(self, feature: th.Tensor) -> dict[str, th.Tensor]:
         """Predicted (preprocessed) observations for features ``(batch, feature_dim)``."""
-        return {
-            key: self.decoders[self._module_key(key)](feature).float().view(-1, *self.parts[key].shape) for key in self.parts
-        }
+        return {key: self.decoders[self._module_key(key)](feature).view(-1, *self.parts[key].shape) for key in self.parts}
 
     # ------------------------------------------------------------------- acting
     def action_to_input(self, action: th.Tensor) -> th.Tensor:

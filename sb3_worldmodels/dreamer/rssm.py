@@ -8,6 +8,8 @@ import torch as th
 import torch.nn.functional as F
 from torch import nn
 
+from sb3_worldmodels.common.networks import mlp
+
 
 class RSSMState(NamedTuple):
     """Latent state: deterministic GRU state ``deter`` and a diagonal Gaussian stochastic state.
@@ -76,12 +78,9 @@ class RSSM(nn.Module):
         self.feature_dim = stoch_dim + deter_dim
         self.prior_input = nn.Sequential(nn.Linear(stoch_dim + action_dim, hidden_dim), activation_fn())
         self.gru = nn.GRUCell(hidden_dim, deter_dim)
-        self.prior_head = nn.Sequential(
-            nn.Linear(deter_dim, hidden_dim), activation_fn(), nn.Linear(hidden_dim, 2 * stoch_dim)
-        )
-        self.posterior_head = nn.Sequential(
-            nn.Linear(deter_dim + embed_dim, hidden_dim), activation_fn(), nn.Linear(hidden_dim, 2 * stoch_dim)
-        )
+        # Heads: one hidden layer each, float32 outputs (common.networks.mlp).
+        self.prior_head = mlp(deter_dim, [hidden_dim], 2 * stoch_dim, activation_fn, layer_norm=False)
+        self.posterior_head = mlp(deter_dim + embed_dim, [hidden_dim], 2 * stoch_dim, activation_fn, layer_norm=False)
 
     def initial(self, batch_size: int, device: th.device | str) -> RSSMState:
         """The all-zero state used at episode starts."""
@@ -89,7 +88,7 @@ class RSSM(nn.Module):
         return RSSMState(zeros, zeros.clone(), zeros.clone(), th.zeros(batch_size, self.deter_dim, device=device))
 
     def _gaussian(self, stats: th.Tensor, deter: th.Tensor, sample: bool) -> RSSMState:
-        mean, std = stats.float().chunk(2, dim=-1)
+        mean, std = stats.chunk(2, dim=-1)
         std = F.softplus(std) + self.min_std
         stoch = mean + std * th.randn_like(std) if sample else mean  # reparameterised
         return RSSMState(mean, std, stoch, deter)
