@@ -1,0 +1,67 @@
+"""Where a Dreamer update's time goes at the Pendulum CPU preset, optionally with overrides.
+
+    python benchmarks/dreamer_update_parts.py ['{"batch_length": 16}']
+
+Times (median of 10 after one warm-up, milliseconds, 2 threads): sampling a batch, the posterior filter alone,
+the world-model update, the imagination rollout alone, the behaviour (actor and value) update, and one whole
+``train(1)`` call. The JSON argument overrides constructor arguments of ``DREAMER_PENDULUM_CPU``.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+
+import gymnasium as gym
+import torch as th
+from stable_baselines3.common.logger import configure
+
+from sb3_worldmodels import Dreamer
+from sb3_worldmodels.presets import DREAMER_PENDULUM_CPU
+
+
+def median_ms(fn, repeats: int = 10) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
+
+
+def main() -> None:
+    th.set_num_threads(2)
+    override = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
+    kwargs = {**DREAMER_PENDULUM_CPU, **override, "learning_starts": 400, "train_freq": 400}
+    model = Dreamer("MlpPolicy", gym.make("Pendulum-v1"), seed=0, **kwargs)
+    model.learn(400)  # random steps only: fills the buffer
+    model.set_logger(configure(None, []))
+    data = model.replay_buffer.sample_sequences(model.batch_size, model.sequence_length)
+    _, posterior = model._update_world_model(data)
+
+    def observe():
+        with th.no_grad():
+            model._observe(data)
+
+    def imagine():
+        with th.no_grad():
+            model.imagine(posterior.flatten())
+
+    parts = {
+        "sample": lambda: model.replay_buffer.sample_sequences(model.batch_size, model.sequence_length),
+        "observe (no grad)": observe,
+        "world-model update": lambda: model._update_world_model(data),
+        "imagine (no grad)": imagine,
+        "behaviour update": lambda: model._update_behaviour(posterior),
+        "train(1)": lambda: model.train(1, model.batch_size),
+    }
+    print(f"override={override}")
+    for name, fn in parts.items():
+        print(f"{name}: {median_ms(fn):.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
