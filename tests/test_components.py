@@ -270,6 +270,31 @@ def test_make_optimizer_uses_the_fused_kernel_and_computes_the_same_update():
     assert isinstance(make_optimizer(th.optim.SGD, nets[0].parameters(), 1e-3), th.optim.SGD)
 
 
+def test_fused_polyak_update_matches_sb3():
+    from stable_baselines3.common.utils import polyak_update as sb3_polyak_update
+
+    from sb3_worldmodels.common.optim import polyak_update
+
+    th.manual_seed(0)
+    online, fused, reference = mlp(5, [7, 7], 3), mlp(5, [7, 7], 3), mlp(5, [7, 7], 3)
+    reference.load_state_dict(fused.state_dict())
+    before = [p.clone() for p in fused.parameters()]
+    for _ in range(3):
+        polyak_update(online.parameters(), fused.parameters(), 0.3)
+        sb3_polyak_update(online.parameters(), reference.parameters(), 0.3)
+    for a, b in zip(fused.parameters(), reference.parameters(), strict=True):
+        assert th.allclose(a, b, rtol=1e-5, atol=1e-7)
+    assert not all(th.allclose(a, old) for a, old in zip(fused.parameters(), before, strict=True))
+    # By hand for one step: 0.3 * online + 0.7 * target.
+    target = mlp(5, [7, 7], 3)
+    expected = [0.3 * p + 0.7 * q for p, q in zip(online.parameters(), target.parameters(), strict=True)]
+    polyak_update(online.parameters(), target.parameters(), 0.3)
+    for a, b in zip(target.parameters(), expected, strict=True):
+        assert th.allclose(a, b, atol=1e-7)
+    with pytest.raises(ValueError, match="target parameters"):
+        polyak_update(online.parameters(), list(target.parameters())[:-1], 0.3)
+
+
 # -------------------------------------------------------------------------------------- wrappers
 def test_action_repeat_sums_rewards_and_stops_at_the_episode_end():
     import gymnasium as gym

@@ -11,10 +11,10 @@ from gymnasium import spaces
 from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
-from stable_baselines3.common.utils import polyak_update
 
 from sb3_worldmodels.common.base import WorldModelAlgorithm
 from sb3_worldmodels.common.buffers import SequenceReplayBuffer, SequenceSamples
+from sb3_worldmodels.common.optim import polyak_update
 from sb3_worldmodels.common.returns import n_step_targets
 from sb3_worldmodels.common.spaces import check_box_action_space, check_vector_observation_space
 from sb3_worldmodels.dcmpc.policies import DCMPCPolicy, MlpPolicy, MultiInputPolicy
