@@ -154,6 +154,50 @@ def test_each_update_changes_only_its_own_networks(tiny_dcmpc_kwargs):
     assert {n for n in parts if _changed(getattr(policy, n), before[n])} == {"actor"}
 
 
+def test_world_model_loss_and_gradient_match_a_plain_reference(tiny_dcmpc_kwargs, monkeypatch):
+    # The update shares one log-softmax between the cross-entropy and the Gumbel sample and draws the noise of the
+    # whole rollout at once; written plainly (F.cross_entropy per step, Gumbel-softmax of the logits) it must agree.
+    import torch.nn.functional as F
+
+    import sb3_worldmodels.dcmpc.dcmpc as dcmpc_module
+
+    model = DCMPC("MlpPolicy", "Pendulum-v1", seed=0, max_grad_norm=1e9, **tiny_dcmpc_kwargs)
+    model.learn(60)
+    policy, H = model.policy, model.horizon
+    data = model.replay_buffer.sample_sequences(16, model.sequence_length)
+    terminations = data.terminations.clone()
+    terminations[:4, 1] = 1.0  # Pendulum never terminates: mark some, so that the masking is compared too
+    data = data._replace(terminations=terminations)
+    batch, slots, size = 16, policy.latent_dim, policy.quantizer.codebook_size
+    gumbel = dcmpc_module.gumbel_noise((H - 1, batch, slots, size), "cpu")
+    monkeypatch.setattr(dcmpc_module, "gumbel_noise", lambda shape, device: gumbel)
+    params = [p for name in ("encoder", "dynamics", "reward") for p in getattr(policy, name).parameters()]
+
+    codes = policy.encode(data.observations[:, 0])
+    consistency = reward_error = 0.0
+    for t in range(H):
+        with th.no_grad():
+            target = policy.code_indices(policy.encode(data.observations[:, t + 1]))
+        logits = policy.dynamics_logits(codes, data.actions[:, t])
+        ce = F.cross_entropy(logits.reshape(-1, size), target.reshape(-1), reduction="none").view(batch, slots).mean(1)
+        alive = th.prod(1.0 - data.terminations[:, :t], dim=1)
+        consistency = consistency + model.rho**t * (alive * ce).mean()
+        error = (policy.predict_reward(codes, data.actions[:, t]) - data.rewards[:, t]) ** 2
+        reward_error = reward_error + model.rho**t * (alive * error).mean()
+        soft = th.softmax(logits + gumbel[t], dim=-1) if t < H - 1 else None
+        if soft is not None:
+            hard = F.one_hot(soft.argmax(dim=-1), size).float()
+            codes = ((hard - soft).detach() + soft) @ policy.quantizer.codebook
+            codes = codes.flatten(1)
+    reference = (model.consistency_coef * consistency + model.reward_coef * reward_error) / H
+    reference_grads = th.autograd.grad(reference, params)
+
+    stats = model._update_world_model(data)
+    assert th.allclose(stats["world_model/loss"], reference.detach(), rtol=1e-5)
+    for p, g in zip(params, reference_grads, strict=True):
+        assert th.allclose(p.grad, g, rtol=1e-4, atol=1e-6)
+
+
 def test_world_model_losses_fall_on_a_fixed_batch(tiny_dcmpc_kwargs):
     model = DCMPC("MlpPolicy", "Pendulum-v1", seed=0, learning_rate=3e-3, **tiny_dcmpc_kwargs)
     model.learn(60)
