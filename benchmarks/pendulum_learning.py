@@ -68,6 +68,7 @@ def run(
     unit_reward: bool = False,
     stochastic_eval: bool = False,
     norm_reward: bool = False,
+    reward_scale: float = 1.0,
 ) -> dict:
     # With action repeat, `steps` and `eval_freq` count agent steps; the results record env steps (x repeat).
     env = gym.make("Pendulum-v1")
@@ -75,6 +76,8 @@ def run(
         # Training reward mapped affinely onto [0, 1] per env step, the scale of DMC rewards the papers tuned for.
         # Episodes have a fixed length (no terminations), so the optimal policy is unchanged; evaluation uses the raw reward.
         env = gym.wrappers.TransformReward(env, lambda r: (r + MAX_COST) / MAX_COST)
+    if reward_scale != 1.0:  # training reward times a constant (the optimal policy is unchanged); evaluation stays raw
+        env = gym.wrappers.TransformReward(env, lambda r: reward_scale * r)
     env = ActionRepeat(env, repeat)
     if norm_reward:
         # SB3's reward scaling (by the running std of the discounted return); the evaluation env keeps raw rewards.
@@ -99,6 +102,7 @@ def run(
         action_repeat=repeat,
         unit_reward=unit_reward,
         norm_reward=norm_reward,
+        reward_scale=reward_scale,
         steps=[step * repeat for step in callback.steps],
         returns=callback.returns,
         stochastic_returns=callback.stochastic_returns,
@@ -158,6 +162,7 @@ def main() -> None:
     parser.add_argument("--action-repeat", type=int, default=1, help="steps and eval-freq then count agent steps")
     parser.add_argument("--unit-reward", action="store_true", help="train on the reward mapped onto [0, 1]")
     parser.add_argument("--norm-reward", action="store_true", help="train through VecNormalize(norm_reward=True)")
+    parser.add_argument("--reward-scale", type=float, default=1.0, help="train on the reward times this constant")
     parser.add_argument("--stochastic-eval", action="store_true", help="also evaluate with sampled actions")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--plot", type=Path, default=None)
@@ -180,6 +185,7 @@ def main() -> None:
             args.unit_reward,
             args.stochastic_eval,
             args.norm_reward,
+            args.reward_scale,
         )
         (args.out / f"{args.algo}_seed{seed}.json").write_text(json.dumps(result))
 
