@@ -126,10 +126,11 @@ def plot(folder: Path) -> None:
     runs = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
     runs = [r for r in runs if r.get("env", "Pendulum-v1") == "Pendulum-v1"]  # other benchmarks share the folder
     fig, ax = plt.subplots(figsize=(6, 4))
-    for algo, color in (("dcmpc", "tab:blue"), ("dreamer", "tab:green"), ("sac", "tab:orange")):
-        group = [r for r in runs if r["algo"] == algo]
-        if not group:
-            continue
+    colors = {"dcmpc": "tab:blue", "dreamer": "tab:green", "sac": "tab:orange"}
+    labels = sorted({r.get("label", r["algo"]) for r in runs}, key=lambda name: (name not in colors, name))
+    for algo in labels:
+        color = colors.get(algo, "tab:purple")
+        group = [r for r in runs if r.get("label", r["algo"]) == algo]
         n = min(len(r["steps"]) for r in group)
         steps = np.array(group[0]["steps"][:n])
         returns = np.array([r["returns"][:n] for r in group])
@@ -158,6 +159,7 @@ def main() -> None:
     parser.add_argument("--eval-episodes", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--override", type=json.loads, default={}, help="JSON dict of constructor arguments to change")
+    parser.add_argument("--label", default=None, help="name of the run group in the files and the plot (default: the algo)")
     parser.add_argument("--verbose", type=int, default=0)
     parser.add_argument("--action-repeat", type=int, default=1, help="steps and eval-freq then count agent steps")
     parser.add_argument("--unit-reward", action="store_true", help="train on the reward mapped onto [0, 1]")
@@ -187,7 +189,8 @@ def main() -> None:
             args.norm_reward,
             args.reward_scale,
         )
-        (args.out / f"{args.algo}_seed{seed}.json").write_text(json.dumps(result))
+        result["label"] = args.label or args.algo
+        (args.out / f"{result['label']}_seed{seed}.json").write_text(json.dumps(result))
 
 
 if __name__ == "__main__":

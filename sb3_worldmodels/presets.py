@@ -36,6 +36,11 @@ DCMPC_PENDULUM_CPU: dict[str, Any] = dict(
 #: Env steps the quickstart trains for with :data:`DCMPC_PENDULUM_CPU`.
 DCMPC_PENDULUM_CPU_STEPS = 4000
 
+#: DC-MPC on Pendulum-v1 when env steps are what counts: :data:`DCMPC_PENDULUM_CPU` with 4 updates per env step and
+#: 300 random steps. About four times the compute per env step (roughly 5 env steps per second on 2 cores) for a
+#: swing-up within about 1000-1500 env steps; BENCHMARKS.md compares it with SAC.
+DCMPC_PENDULUM_SAMPLE_EFFICIENT: dict[str, Any] = {**DCMPC_PENDULUM_CPU, "gradient_steps": 4, "learning_starts": 300}
+
 #: Dreamer on vector Pendulum-v1 with a 2-core CPU. Differences from the paper's defaults, and why:
 #:
 #: - smaller networks (GRU 100, 200-unit MLPs) and batches (16 sequences of 32 steps) so that an update takes tens
