@@ -10,26 +10,15 @@ the world-model update, the imagination rollout alone, the behaviour (actor and 
 from __future__ import annotations
 
 import json
-import statistics
 import sys
-import time
 
 import gymnasium as gym
 import torch as th
+from _timing import median_time
 from stable_baselines3.common.logger import configure
 
 from sb3_worldmodels import Dreamer
 from sb3_worldmodels.presets import DREAMER_PENDULUM_CPU
-
-
-def median_ms(fn, repeats: int = 10) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
 
 
 def main() -> None:
@@ -60,7 +49,7 @@ def main() -> None:
     }
     print(f"override={override}")
     for name, fn in parts.items():
-        print(f"{name}: {median_ms(fn):.1f} ms")
+        print(f"{name}: {1000 * median_time(fn, repeats=10):.1f} ms")
 
 
 if __name__ == "__main__":

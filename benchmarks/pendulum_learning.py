@@ -128,15 +128,15 @@ def plot(folder: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     colors = {"dcmpc": "tab:blue", "dreamer": "tab:green", "sac": "tab:orange"}
     labels = sorted({r.get("label", r["algo"]) for r in runs}, key=lambda name: (name not in colors, name))
-    for algo in labels:
-        color = colors.get(algo, "tab:purple")
-        group = [r for r in runs if r.get("label", r["algo"]) == algo]
+    for label in labels:
+        color = colors.get(label, "tab:purple")
+        group = [r for r in runs if r.get("label", r["algo"]) == label]
         n = min(len(r["steps"]) for r in group)
         steps = np.array(group[0]["steps"][:n])
         returns = np.array([r["returns"][:n] for r in group])
-        ax.plot(steps, returns.mean(0), color=color, label=f"{algo.upper()} ({len(group)} seeds)")
+        ax.plot(steps, returns.mean(0), color=color, label=f"{label.upper()} ({len(group)} seeds)")
         ax.fill_between(steps, returns.min(0), returns.max(0), color=color, alpha=0.2)
-        print(f"\n{algo}: mean eval return (min..max over seeds)")
+        print(f"\n{label}: mean eval return (min..max over seeds)")
         for s, row in zip(steps, returns.T, strict=False):
             print(f"| {s} | {row.mean():.0f} | {row.min():.0f} .. {row.max():.0f} |")
         crossings = [first_crossing(r["steps"], r["returns"]) for r in group]

@@ -37,8 +37,8 @@ DCMPC_PENDULUM_CPU: dict[str, Any] = dict(
 DCMPC_PENDULUM_CPU_STEPS = 4000
 
 #: DC-MPC on Pendulum-v1 when env steps are what counts: :data:`DCMPC_PENDULUM_CPU` with 4 updates per env step and
-#: 300 random steps. About four times the compute per env step (roughly 5 env steps per second on 2 cores) for a
-#: swing-up within about 1000-1500 env steps; BENCHMARKS.md compares it with SAC.
+#: 300 random steps. About four times the compute per env step (2000 env steps with 8 evaluations took 11 minutes on
+#: 2 cores) for a swing-up within about 1000-1500 env steps; BENCHMARKS.md compares it with SAC.
 DCMPC_PENDULUM_SAMPLE_EFFICIENT: dict[str, Any] = {**DCMPC_PENDULUM_CPU, "gradient_steps": 4, "learning_starts": 300}
 
 #: Dreamer on vector Pendulum-v1 with a 2-core CPU. Differences from the paper's defaults, and why:

@@ -334,8 +334,10 @@ class DCMPC(WorldModelAlgorithm):
                 self._n_critic_updates += 1
                 if self._n_critic_updates % self.policy_delay == 0:
                     step_stats.update(self._update_actor(codes))
-                polyak_update(self.policy.actor.parameters(), self.policy.actor_target.parameters(), self.tau)
-            polyak_update(self.policy.critics.parameters(), self.policy.critics_target.parameters(), self.tau)
+            # Target actor and critics in one fused call.
+            policy = self.policy
+            online = (*policy.actor.parameters(), *policy.critics.parameters())
+            polyak_update(online, (*policy.actor_target.parameters(), *policy.critics_target.parameters()), self.tau)
             for key, value in step_stats.items():
                 stats.setdefault(key, []).append(value.detach())
         self._n_updates += gradient_steps
