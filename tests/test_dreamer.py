@@ -137,6 +137,30 @@ def test_actor_gradient_flows_through_the_dynamics(tiny_dreamer_kwargs):
     assert all(g is not None for g in grads) and sum(g.abs().sum() for g in grads) > 0
 
 
+def test_imagination_starts_draws_distinct_posterior_states(tiny_dreamer_kwargs):
+    model = Dreamer("MlpPolicy", "Pendulum-v1", seed=0, **tiny_dreamer_kwargs, imagination_starts=5)
+    model.learn(110)
+    _, posterior = model._update_world_model(model.replay_buffer.sample_sequences(4, 7))
+    flat = posterior.flatten()
+    start = model.imagination_start_states(posterior)
+    assert start.deter.shape == (5, flat.deter.shape[1])
+    # Each start is one of the batch's posterior states (all four fields of the same row), and no row is drawn twice.
+    rows = th.cat(list(flat), dim=1)
+    matches = (th.cat(list(start), dim=1)[:, None] == rows[None]).all(dim=-1)
+    assert (matches.sum(dim=1) == 1).all() and matches.any(dim=0).sum() == 5
+    # Different draws from call to call; the imagination then runs from the 5 starts.
+    assert not th.equal(model.imagination_start_states(posterior).deter, start.deter)
+    features, entropy = model.imagine(start)
+    assert features.shape[:2] == entropy.shape == (model.imagination_horizon, 5)
+    model._update_behaviour(posterior)
+    # None (the paper) and a number at least the batch's state count start from every state, in order.
+    for n in (None, 4 * 8):
+        model.imagination_starts = n
+        assert th.equal(model.imagination_start_states(posterior).deter, flat.deter)
+    with pytest.raises(ValueError, match="imagination_starts"):
+        Dreamer("MlpPolicy", "Pendulum-v1", **tiny_dreamer_kwargs, imagination_starts=0)
+
+
 # ------------------------------------------------------------------------------------ spaces
 
 
@@ -160,6 +184,7 @@ def test_paper_defaults():
     policy = model.policy
     assert (policy.rssm.stoch_dim, policy.rssm.deter_dim) == (30, 200)
     assert (model.batch_size, model.batch_length, model.imagination_horizon) == (50, 50, 15)
+    assert model.imagination_starts is None  # every posterior state of the batch
     assert (model.gamma, model.lambda_, model.free_nats, model.kl_scale) == (0.99, 0.95, 3.0, 1.0)
     assert (model.learning_starts, model.train_freq.frequency, model.gradient_steps) == (5000, 1000, 100)
     assert policy.world_model_optimizer.param_groups[0]["lr"] == 6e-4

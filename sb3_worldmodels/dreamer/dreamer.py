@@ -46,6 +46,9 @@ class Dreamer(WorldModelAlgorithm):
     :param train_freq: Train every ``train_freq`` env steps (paper: 1000).
     :param gradient_steps: Updates per training call (paper: 100).
     :param imagination_horizon: Length of imagined rollouts (paper: 15).
+    :param imagination_starts: Number of posterior states, drawn at random without replacement from the batch, that
+        imaginations start from; ``None`` (the paper) starts from every one (``batch_size * batch_length``). Fewer
+        starts make the behaviour update, most of an update's cost, proportionally cheaper.
     :param free_nats: KL below this many nats (batch mean) is not penalised (paper: 3).
     :param kl_scale: Weight of the KL term (paper: 1).
     :param continuation_coef: Weight of the continuation loss when ``policy_kwargs["use_continuation"]`` (paper: 10).
@@ -96,6 +99,7 @@ class Dreamer(WorldModelAlgorithm):
         train_freq: int | tuple[int, str] = 1000,
         gradient_steps: int = 100,
         imagination_horizon: int = 15,
+        imagination_starts: int | None = None,
         free_nats: float = 3.0,
         kl_scale: float = 1.0,
         continuation_coef: float = 10.0,
@@ -140,6 +144,9 @@ class Dreamer(WorldModelAlgorithm):
         self.batch_length = batch_length
         self.lambda_ = lambda_
         self.imagination_horizon = imagination_horizon
+        if imagination_starts is not None and imagination_starts < 1:
+            raise ValueError(f"imagination_starts must be None (every posterior state) or >= 1, got {imagination_starts}.")
+        self.imagination_starts = imagination_starts
         self.free_nats = free_nats
         self.kl_scale = kl_scale
         self.continuation_coef = continuation_coef
@@ -296,6 +303,16 @@ class Dreamer(WorldModelAlgorithm):
             entropies.append(out.entropy)
         return th.stack(features), th.stack(entropies)
 
+    def imagination_start_states(self, posterior: RSSMState) -> RSSMState:
+        """The posterior states of the batch, flattened, or ``imagination_starts`` of them drawn without replacement."""
+        start = posterior.flatten()
+        n = start.deter.shape[0]
+        if self.imagination_starts is None or self.imagination_starts >= n:
+            return start
+        # Random keys' top-k: a uniform subset without replacement, drawn on the device without a host sync.
+        index = th.rand(n, device=start.deter.device).topk(self.imagination_starts, sorted=False).indices
+        return RSSMState(*(x[index] for x in start))
+
     def imagined_discounts(self, features: th.Tensor) -> th.Tensor:
         """``gamma`` per imagined step, times the predicted continuation probability when that head exists."""
         discount = th.full(features.shape[:-1], self.gamma, device=features.device)
@@ -311,7 +328,7 @@ class Dreamer(WorldModelAlgorithm):
         for p in (*world_model, *policy.value.parameters()):
             p.requires_grad_(False)
         try:
-            features, entropy = self.imagine(posterior.flatten())
+            features, entropy = self.imagine(self.imagination_start_states(posterior))
             rewards = policy.reward(features).squeeze(-1)
             values = policy.value(features).squeeze(-1)
             discounts = self.imagined_discounts(features)
