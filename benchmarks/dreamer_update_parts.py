@@ -37,7 +37,7 @@ def main() -> None:
 
     def imagine():
         with th.no_grad():
-            model.imagine(posterior.flatten())
+            model.imagine(model.imagination_start_states(posterior))
 
     parts = {
         "sample": lambda: model.replay_buffer.sample_sequences(model.batch_size, model.sequence_length),

@@ -149,3 +149,23 @@ def test_register_is_idempotent_and_defaults_to_the_shipped_config():
     assert argv[-2:] == ["--conf-file", str(HYPERPARAMS_DIR / "dcmpc.yml")]
     assert with_default_config(["--algo", "dcmpc", "-conf", "mine.yml"]) == ["--algo", "dcmpc", "-conf", "mine.yml"]
     assert with_default_config(["--algo", "sac"]) == ["--algo", "sac"]
+
+
+@pytest.mark.parametrize(
+    "algo, env_id, preset",
+    [
+        ("dcmpc", "Pendulum-v1", "DCMPC_PENDULUM_CPU"),
+        ("dreamer", "Pendulum-v1", "DREAMER_PENDULUM_CPU"),
+        ("dreamer", "sb3_worldmodels/dmc-cartpole-swingup-pixels-v0", "DREAMER_PIXELS_CPU"),
+    ],
+)
+def test_shipped_zoo_entries_are_the_documented_presets(algo, env_id, preset):
+    import yaml
+
+    from sb3_worldmodels import presets
+    from sb3_worldmodels.zoo import HYPERPARAMS_DIR
+
+    entry = yaml.safe_load((HYPERPARAMS_DIR / f"{algo}.yml").read_text())[env_id]
+    entry = {k: v for k, v in entry.items() if k not in ("n_timesteps", "policy")}
+    entry["policy_kwargs"] = eval(entry["policy_kwargs"], {"dict": dict})  # the Zoo evaluates it the same way
+    assert entry == getattr(presets, preset)
