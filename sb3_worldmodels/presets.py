@@ -43,8 +43,9 @@ DCMPC_PENDULUM_SAMPLE_EFFICIENT: dict[str, Any] = {**DCMPC_PENDULUM_CPU, "gradie
 
 #: DC-MPC on Pendulum-v1 when wall-clock on a 2-core CPU is what counts: :data:`DCMPC_PENDULUM_CPU` with one update
 #: every 2 env steps on batches of 128 (22.7 env steps per second against 10.3 for the CPU preset, measured back to
-#: back). It needs more env steps to swing up (mean curve about -200 by 6000 env steps against 3500, 3 seeds;
-#: BENCHMARKS.md, "CPU presets: env steps per second").
+#: back). It needs more env steps per swing-up: on 3 seeds the mean curve is -270 at 4000 env steps and stays between
+#: -330 and -270 to 6000 (seeds first at -200 or above at 4500, 5500, 4000), where the CPU preset's mean curve
+#: reaches -200 at 3500; in wall-clock it gets there sooner (BENCHMARKS.md, "CPU presets: env steps per second").
 DCMPC_PENDULUM_FAST: dict[str, Any] = {**DCMPC_PENDULUM_CPU, "train_freq": 2, "batch_size": 128}
 
 #: Dreamer on vector Pendulum-v1 with a 2-core CPU. Differences from the paper's defaults, and why:
