@@ -47,9 +47,13 @@ class ConvEncoder(nn.Module):
             last = depth * mult
         self.net = nn.Sequential(*layers, nn.Flatten())
         self.output_dim = depth * 8 * 2 * 2
+        # Channels-last (NHWC) weights and inputs: oneDNN's CPU convolutions run faster in that layout (BENCHMARKS.md,
+        # "Dreamer speed"). Only the memory layout changes: values, shapes and checkpoints are those of NCHW.
+        self.to(memory_format=th.channels_last)
 
     def forward(self, image: th.Tensor) -> th.Tensor:
-        return self.net(image).float()  # float32 under mixed precision, as common.networks.MLP
+        x = image.contiguous(memory_format=th.channels_last)
+        return self.net(x).float()  # float32 under mixed precision, as common.networks.MLP
 
 
 class ConvDecoder(nn.Module):
@@ -68,9 +72,12 @@ class ConvDecoder(nn.Module):
             nn.ReLU(),
             nn.ConvTranspose2d(depth, channels, 6, stride=2),
         )
+        self.net.to(memory_format=th.channels_last)  # as ConvEncoder
 
     def forward(self, feature: th.Tensor) -> th.Tensor:
-        return self.net(self.dense(feature).view(-1, self.embed_dim, 1, 1)).float()
+        x = self.dense(feature).view(-1, self.embed_dim, 1, 1).contiguous(memory_format=th.channels_last)
+        # Back to the standard layout, so that callers can view the images as they like.
+        return self.net(x).float().contiguous()
 
 
 class ActorOutput(NamedTuple):
