@@ -78,8 +78,10 @@ def test_dcmpc_planning_and_updates_do_not_sync(tiny_dcmpc_kwargs):
     assert recorder.calls == []
 
 
-def test_dreamer_updates_do_not_sync(tiny_dreamer_kwargs):
-    model = Dreamer("MlpPolicy", "Pendulum-v1", seed=0, **tiny_dreamer_kwargs)
+@pytest.mark.parametrize("imagination_starts", [None, 5])
+def test_dreamer_updates_do_not_sync(tiny_dreamer_kwargs, imagination_starts):
+    # imagination_starts=5: the random subset of start states is drawn on the device as well.
+    model = Dreamer("MlpPolicy", "Pendulum-v1", seed=0, imagination_starts=imagination_starts, **tiny_dreamer_kwargs)
     model.learn(110)
     data = model.replay_buffer.sample_sequences(4, model.sequence_length)
     _, posterior = model._update_world_model(data)
