@@ -15,10 +15,12 @@ import time
 import torch as th
 
 from sb3_worldmodels import DCMPC, Dreamer, presets
-from sb3_worldmodels.presets import DCMPC_PENDULUM_CPU, DREAMER_PENDULUM_CPU
 
 # (name, class, preset, steps before timing, timed steps)
-RUNS = (("dcmpc", DCMPC, DCMPC_PENDULUM_CPU, 1000, 600), ("dreamer", Dreamer, DREAMER_PENDULUM_CPU, 1200, 1000))
+RUNS = (
+    ("dcmpc", DCMPC, presets.DCMPC_PENDULUM_CPU, 1000, 600),
+    ("dreamer", Dreamer, presets.DREAMER_PENDULUM_CPU, 1200, 1000),
+)
 
 
 def main() -> None:

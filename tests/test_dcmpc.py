@@ -405,22 +405,14 @@ def test_non_finite_env_data_is_refused_with_the_env_index(bad, tiny_dcmpc_kwarg
         ("DCMPC_PENDULUM_FAST", {"train_freq": 2, "batch_size": 128}),
     ],
 )
-def test_pendulum_presets_differ_from_the_cpu_preset_only_where_documented(name, changes):
+def test_pendulum_presets_differ_from_the_cpu_preset_only_where_documented(name, changes, tiny_dcmpc_kwargs):
     from sb3_worldmodels import presets
 
     preset = getattr(presets, name)
     assert {k: v for k, v in preset.items() if presets.DCMPC_PENDULUM_CPU.get(k) != v} == changes
     # The schedule they set is the one SB3's loop runs: updates per env step after the random phase.
-    small = dict(
-        learning_starts=40,
-        pretrain_gradient_steps=3,
-        batch_size=8,
-        num_samples=16,
-        num_elites=4,
-        num_policy_trajs=2,
-        mppi_iterations=1,
-        policy_kwargs=dict(latent_dim=4, net_arch=[16], encoder_net_arch=[16]),
-    )
+    # Tiny networks and planner; the schedule keys (train_freq, gradient_steps) stay the preset's.
+    small = {**tiny_dcmpc_kwargs, "learning_starts": 40, "pretrain_gradient_steps": 3}
     model = DCMPC("MlpPolicy", "Pendulum-v1", seed=0, **{**preset, **small})
     model.learn(60)
     train_freq, per_call = model.train_freq.frequency, model.gradient_steps
