@@ -1,0 +1,29 @@
+"""torch.profiler of two DC-MPC updates at the paper sizes, self CPU time per operation.
+
+    python benchmarks/adhoc/dcmpc_update_profile.py
+
+"Session 5: where a paper-size update goes" in BENCHMARKS.md.
+"""
+
+import sys
+
+import numpy as np
+import torch as th
+from torch.profiler import ProfilerActivity, profile
+
+sys.path.insert(0, str(__import__("pathlib").Path(__file__).parents[1]))
+from dcmpc_speed import build, fill_buffer
+from stable_baselines3.common.logger import configure
+
+th.set_num_threads(2)
+th.manual_seed(0)
+np.random.seed(0)
+m = build("paper")
+m.set_logger(configure(None, []))
+fill_buffer(m, 2000)
+m._pretrained = True
+m.train(gradient_steps=2, batch_size=m.batch_size)
+
+with profile(activities=[ProfilerActivity.CPU]) as prof:
+    m.train(gradient_steps=2, batch_size=m.batch_size)
+print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25, max_name_column_width=40))
