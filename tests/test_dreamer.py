@@ -137,6 +137,26 @@ def test_actor_gradient_flows_through_the_dynamics(tiny_dreamer_kwargs):
     assert all(g is not None for g in grads) and sum(g.abs().sum() for g in grads) > 0
 
 
+def test_actor_entropy_scale_adds_the_weighted_entropy_to_the_actor_loss(tiny_dreamer_kwargs):
+    model = Dreamer("MlpPolicy", "Pendulum-v1", seed=0, **tiny_dreamer_kwargs)
+    model.learn(110)
+    _, posterior = model._update_world_model(model.replay_buffer.sample_sequences(4, 7))
+    # No parameter moves, so each call below sees the same networks and, reseeded, the same noise.
+    model.policy.actor_optimizer.step = model.policy.value_optimizer.step = lambda *a, **k: None
+    th.manual_seed(1)
+    _, entropy = model.imagine(posterior.flatten())
+    th.manual_seed(1)
+    plain = model._update_behaviour(posterior)["train/actor_loss"]
+    model.actor_entropy_scale = 0.5
+    th.manual_seed(1)
+    regularised = model._update_behaviour(posterior)["train/actor_loss"]
+    horizon = model.imagination_horizon
+    # Weights of the imagined steps without a continuation head: 1, gamma, gamma^2, ...
+    weights = model.gamma ** th.arange(horizon - 1, dtype=th.float32)
+    expected = plain - 0.5 * (weights[:, None] * entropy[:-1]).mean()
+    assert th.allclose(regularised, expected, rtol=1e-5, atol=1e-5)
+
+
 def test_imagination_starts_draws_distinct_posterior_states(tiny_dreamer_kwargs):
     model = Dreamer("MlpPolicy", "Pendulum-v1", seed=0, **tiny_dreamer_kwargs, imagination_starts=5)
     model.learn(110)
@@ -220,6 +240,7 @@ def test_paper_defaults():
     assert policy.world_model_optimizer.param_groups[0]["lr"] == 6e-4
     assert policy.actor_optimizer.param_groups[0]["lr"] == 8e-5 and policy.value_optimizer.param_groups[0]["lr"] == 8e-5
     assert model.exploration_noise == 0.3 and model.max_grad_norm == 100
+    assert model.actor_entropy_scale == 0.0  # Dreamer V1's actor has no entropy term
 
 
 def test_discrete_actions_with_epsilon_greedy(tiny_dreamer_kwargs):

@@ -1,5 +1,6 @@
-"""Dreamer on Pendulum-v1 trained in chunks of 250 env steps; after each, a deterministic evaluation (5 episodes) and
-the means of training statistics over the chunk (value, imagined return, actor entropy, losses).
+"""Dreamer on Pendulum-v1 trained in chunks of 250 env steps; after each, an evaluation (5 deterministic episodes,
+then 5 with sampled actions; from session 6 on) and the means of training statistics over the chunk (value,
+imagined return, actor entropy, losses, KL).
 
     python benchmarks/adhoc/dreamer_pendulum_stats.py SEED STEPS THREADS [JSON overrides of DREAMER_PENDULUM_CPU]
 
@@ -44,6 +45,7 @@ keys = [
     "world_model/reward_loss",
     "world_model/reconstruction_loss",
     "train/actor_grad_norm",
+    "world_model/kl",
 ]
 t0 = time.time()
 done = 0
@@ -51,10 +53,11 @@ while done < steps:
     model.learn(250, reset_num_timesteps=False)
     done += 250
     mean, _ = evaluate_policy(model, env, n_eval_episodes=5, deterministic=True)
+    sampled, _ = evaluate_policy(model, env, n_eval_episodes=5, deterministic=False)
     agg = {k: np.mean([c[k] for c in captured if k in c]) if captured else float("nan") for k in keys}
     captured.clear()
     print(
-        f"{done:5d} eval {mean:7.0f} | "
+        f"{done:5d} eval {mean:7.0f} sampled {sampled:7.0f} | "
         + " ".join(f"{k.split('/')[1][:10]} {v:8.2f}" for k, v in agg.items())
         + f" | {time.time() - t0:.0f}s",
         flush=True,

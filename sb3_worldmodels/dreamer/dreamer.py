@@ -52,6 +52,8 @@ class Dreamer(WorldModelAlgorithm):
     :param free_nats: KL below this many nats (batch mean) is not penalised (paper: 3).
     :param kl_scale: Weight of the KL term (paper: 1).
     :param continuation_coef: Weight of the continuation loss when ``policy_kwargs["use_continuation"]`` (paper: 10).
+    :param actor_entropy_scale: Weight of the actor's entropy estimate in its objective (paper: 0, Dreamer V1 has
+        none; DreamerV2 uses one). It counteracts the tanh-Gaussian's saturation at the action bounds.
     :param max_grad_norm: Gradient-norm clip of each optimizer (paper: 100).
     :param exploration_noise: Std of Gaussian action noise (Box) or epsilon of epsilon-greedy (Discrete) (paper: 0.3).
     :param action_noise: Extra SB3 action noise (Box only; not used by the paper).
@@ -103,6 +105,7 @@ class Dreamer(WorldModelAlgorithm):
         free_nats: float = 3.0,
         kl_scale: float = 1.0,
         continuation_coef: float = 10.0,
+        actor_entropy_scale: float = 0.0,
         max_grad_norm: float = 100.0,
         exploration_noise: float = 0.3,
         action_noise: ActionNoise | None = None,
@@ -150,6 +153,7 @@ class Dreamer(WorldModelAlgorithm):
         self.free_nats = free_nats
         self.kl_scale = kl_scale
         self.continuation_coef = continuation_coef
+        self.actor_entropy_scale = actor_entropy_scale
         self.max_grad_norm = max_grad_norm
         self.exploration_noise = exploration_noise
         if _init_setup_model:
@@ -336,6 +340,9 @@ class Dreamer(WorldModelAlgorithm):
             # Weight of each step: the probability of having reached it (stop-gradient).
             weights = th.cumprod(th.cat([th.ones_like(discounts[:1]), discounts[:-2]], dim=0), dim=0).detach()
             actor_loss = -(weights * returns).mean()
+            if self.actor_entropy_scale:
+                # entropy[t] belongs to the action taken in the state of returns[t - 1]; the last action has no return.
+                actor_loss = actor_loss - self.actor_entropy_scale * (weights * entropy[:-1]).mean()
             actor_grad_norm = self._clip_and_step(policy.actor_optimizer, actor_loss, self.max_grad_norm)
         finally:
             for p in (*world_model, *policy.value.parameters()):

@@ -1,0 +1,30 @@
+"""The procedure of ``tests/test_learning.py::test_dreamer_learns_pendulum`` on other seeds, to show what its fixed
+seed stands for: train ``DREAMER_PENDULUM_SAMPLE_EFFICIENT`` for STEPS env steps (2 threads), evaluate 10 deterministic
+episodes from ``reset(seed=123)``.
+
+    python benchmarks/adhoc/dreamer_pendulum_test_seeds.py STEPS SEED [SEED ...]
+
+Session 6, BENCHMARKS.md.
+"""
+
+import sys
+import time
+
+import gymnasium as gym
+import torch as th
+from stable_baselines3.common.evaluation import evaluate_policy
+
+from sb3_worldmodels import Dreamer
+from sb3_worldmodels.presets import DREAMER_PENDULUM_SAMPLE_EFFICIENT
+
+th.set_num_threads(2)
+steps = int(sys.argv[1])
+for seed in map(int, sys.argv[2:]):
+    t0 = time.time()
+    model = Dreamer("MlpPolicy", "Pendulum-v1", seed=seed, **DREAMER_PENDULUM_SAMPLE_EFFICIENT)
+    model.learn(steps)
+    train_s = time.time() - t0
+    eval_env = gym.make("Pendulum-v1")
+    eval_env.reset(seed=123)
+    mean, std = evaluate_policy(model, eval_env, n_eval_episodes=10, deterministic=True)
+    print(f"seed {seed}: {mean:.0f} +/- {std:.0f} after {steps} env steps ({train_s:.0f} s training)", flush=True)
