@@ -154,6 +154,21 @@ def test_each_update_changes_only_its_own_networks(tiny_dcmpc_kwargs):
     assert {n for n in parts if _changed(getattr(policy, n), before[n])} == {"actor"}
 
 
+def test_target_actor_moves_only_with_the_delayed_actor_updates(tiny_dcmpc_kwargs):
+    model = DCMPC("MlpPolicy", "Pendulum-v1", seed=0, policy_delay=2, **tiny_dcmpc_kwargs)
+    model.learn(60)
+    policy = model.policy
+    parts = ["actor", "actor_target", "critics_target"]
+    if model._n_critic_updates % 2 == 1:  # the next update is an actor update: make one more to start without it
+        model.train(1, batch_size=16)
+    before = {name: _snapshot(getattr(policy, name)) for name in parts}
+    model.train(1, batch_size=16)  # critics only
+    assert {n for n in parts if _changed(getattr(policy, n), before[n])} == {"critics_target"}
+    before = {name: _snapshot(getattr(policy, name)) for name in parts}
+    model.train(1, batch_size=16)  # critics and actor
+    assert {n for n in parts if _changed(getattr(policy, n), before[n])} == set(parts)
+
+
 def test_world_model_loss_and_gradient_match_a_plain_reference(tiny_dcmpc_kwargs, monkeypatch):
     # The update shares one log-softmax between the cross-entropy and the Gumbel sample and draws the noise of the
     # whole rollout at once; written plainly (F.cross_entropy per step, Gumbel-softmax of the logits) it must agree.

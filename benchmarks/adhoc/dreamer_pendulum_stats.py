@@ -1,5 +1,5 @@
 """Dreamer on Pendulum-v1 trained in chunks of 250 env steps; after each, an evaluation (5 deterministic episodes,
-then 5 with sampled actions; from session 6 on) and the means of training statistics over the chunk (value,
+and with SAMPLED=1 5 with sampled actions) and the means of training statistics over the chunk (value,
 imagined return, actor entropy, losses, KL).
 
     python benchmarks/adhoc/dreamer_pendulum_stats.py SEED STEPS THREADS [JSON overrides of DREAMER_PENDULUM_CPU]
@@ -8,6 +8,7 @@ Session 5, "Where the time to learn goes" in BENCHMARKS.md.
 """
 
 import json
+import os
 import sys
 import time
 
@@ -19,6 +20,8 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from sb3_worldmodels import Dreamer
 from sb3_worldmodels.presets import DREAMER_PENDULUM_CPU
 
+# SAMPLED=1 adds 5 episodes with sampled actions to each evaluation (they draw random numbers, so the run differs).
+SAMPLED = os.environ.get("SAMPLED") == "1"
 seed, steps, threads = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 override = json.loads(sys.argv[4]) if len(sys.argv) > 4 else {}
 th.set_num_threads(threads)
@@ -53,7 +56,7 @@ while done < steps:
     model.learn(250, reset_num_timesteps=False)
     done += 250
     mean, _ = evaluate_policy(model, env, n_eval_episodes=5, deterministic=True)
-    sampled, _ = evaluate_policy(model, env, n_eval_episodes=5, deterministic=False)
+    sampled = evaluate_policy(model, env, n_eval_episodes=5, deterministic=False)[0] if SAMPLED else float("nan")
     agg = {k: np.mean([c[k] for c in captured if k in c]) if captured else float("nan") for k in keys}
     captured.clear()
     print(

@@ -1,8 +1,8 @@
 """The procedure of ``tests/test_learning.py::test_dreamer_learns_pendulum`` on other seeds, to show what its fixed
-seed stands for: train ``DREAMER_PENDULUM_SAMPLE_EFFICIENT`` for STEPS env steps (2 threads), evaluate 10 deterministic
-episodes from ``reset(seed=123)``.
+seed stands for: train ``DREAMER_PENDULUM_SAMPLE_EFFICIENT`` for STEPS env steps with THREADS threads, evaluate 10
+deterministic episodes from ``reset(seed=123)``.
 
-    python benchmarks/adhoc/dreamer_pendulum_test_seeds.py STEPS SEED [SEED ...]
+    python benchmarks/adhoc/dreamer_pendulum_test_seeds.py STEPS THREADS SEED [SEED ...]
 
 Session 6, BENCHMARKS.md.
 """
@@ -17,9 +17,9 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from sb3_worldmodels import Dreamer
 from sb3_worldmodels.presets import DREAMER_PENDULUM_SAMPLE_EFFICIENT
 
-th.set_num_threads(2)
-steps = int(sys.argv[1])
-for seed in map(int, sys.argv[2:]):
+steps, threads = int(sys.argv[1]), int(sys.argv[2])
+th.set_num_threads(threads)
+for seed in map(int, sys.argv[3:]):
     t0 = time.time()
     model = Dreamer("MlpPolicy", "Pendulum-v1", seed=seed, **DREAMER_PENDULUM_SAMPLE_EFFICIENT)
     model.learn(steps)

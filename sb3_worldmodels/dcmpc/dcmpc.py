@@ -332,12 +332,17 @@ class DCMPC(WorldModelAlgorithm):
                 critic_stats, codes = self._update_critics(data)
                 step_stats.update(critic_stats)
                 self._n_critic_updates += 1
-                if self._n_critic_updates % self.policy_delay == 0:
+                actor_updated = self._n_critic_updates % self.policy_delay == 0
+                if actor_updated:
                     step_stats.update(self._update_actor(codes))
-            # Target actor and critics in one fused call.
+            # The target critics follow every critic update, the target actor only the (delayed) actor updates, as
+            # in TD3 and the official DC-MPC; one fused call either way.
             policy = self.policy
-            online = (*policy.actor.parameters(), *policy.critics.parameters())
-            polyak_update(online, (*policy.actor_target.parameters(), *policy.critics_target.parameters()), self.tau)
+            online, target = [*policy.critics.parameters()], [*policy.critics_target.parameters()]
+            if actor_updated:
+                online += policy.actor.parameters()
+                target += policy.actor_target.parameters()
+            polyak_update(online, target, self.tau)
             for key, value in step_stats.items():
                 stats.setdefault(key, []).append(value.detach())
         self._n_updates += gradient_steps
