@@ -344,3 +344,33 @@ def test_pixel_cpu_preset_builds_and_updates():
     model.learn(40)
     stats, _ = model._update_world_model(model.replay_buffer.sample_sequences(2, 5))
     assert np.isfinite(stats["world_model/loss"].item())
+
+
+_SAMPLE_EFFICIENT_CHANGES = {
+    "learning_starts": 500,
+    "train_freq": 10,
+    "gradient_steps": 10,
+    "batch_length": 16,
+    "imagination_starts": 64,
+    "free_nats": 0.0,
+    "actor_entropy_scale": 0.3,
+}
+
+
+@pytest.mark.parametrize(
+    "name, changes",
+    [
+        ("DREAMER_PENDULUM_SAMPLE_EFFICIENT", _SAMPLE_EFFICIENT_CHANGES),
+        ("DREAMER_PENDULUM_FAST", {**_SAMPLE_EFFICIENT_CHANGES, "train_freq": 50}),
+    ],
+)
+def test_pendulum_presets_differ_from_the_cpu_preset_only_where_documented(name, changes, tiny_dreamer_kwargs):
+    from sb3_worldmodels import presets
+
+    preset = getattr(presets, name)
+    assert {k: v for k, v in preset.items() if presets.DREAMER_PENDULUM_CPU.get(k) != v} == changes
+    # The schedule they set is the one SB3's loop runs (tiny networks and batches, the preset's schedule keys).
+    small = {k: v for k, v in tiny_dreamer_kwargs.items() if k not in ("train_freq", "gradient_steps")}
+    model = Dreamer("MlpPolicy", "Pendulum-v1", seed=0, **{**preset, **small})
+    model.learn(200)
+    assert model._n_updates == (200 - 100) // preset["train_freq"] * preset["gradient_steps"]

@@ -155,7 +155,7 @@ def test_register_is_idempotent_and_defaults_to_the_shipped_config():
     "algo, env_id, preset",
     [
         ("dcmpc", "Pendulum-v1", "DCMPC_PENDULUM_CPU"),
-        ("dreamer", "Pendulum-v1", "DREAMER_PENDULUM_CPU"),
+        ("dreamer", "Pendulum-v1", "DREAMER_PENDULUM_FAST"),
         ("dreamer", "sb3_worldmodels/dmc-cartpole-swingup-pixels-v0", "DREAMER_PIXELS_CPU"),
     ],
 )
