@@ -282,6 +282,23 @@ def test_pixel_predict_carries_the_recurrent_state(pixel_model):
 
 
 # ----------------------------------------------------------------------------- SB3 behaviour
+@pytest.mark.parametrize("action_space", ["box", "discrete"])
+def test_deterministic_acting_draws_no_random_numbers(action_space, tiny_dreamer_kwargs):
+    # Otherwise an evaluation would shift the training run's random stream, and curves would depend on how often
+    # they are evaluated.
+    env = "Pendulum-v1" if action_space == "box" else "CartPole-v1"
+    model = Dreamer("MlpPolicy", env, seed=0, **tiny_dreamer_kwargs)
+    obs = model.env.reset()
+    rng = th.get_rng_state()
+    action, state = model.predict(obs, deterministic=True)
+    model.predict(obs, state=state, episode_start=np.zeros(1, dtype=bool), deterministic=True)
+    assert th.equal(th.get_rng_state(), rng)
+    feature = th.randn(5, model.policy.rssm.feature_dim)
+    assert th.equal(model.policy.actor.mode(feature), model.policy.actor(feature).mode)
+    model.predict(obs, deterministic=False)
+    assert not th.equal(th.get_rng_state(), rng)
+
+
 def test_save_load_gives_the_same_deterministic_actions(tmp_path, tiny_dreamer_kwargs):
     model = Dreamer("MlpPolicy", "Pendulum-v1", seed=0, **tiny_dreamer_kwargs)
     model.learn(150)

@@ -114,6 +114,19 @@ class Actor(nn.Module):
         self.mean_scale, self.min_std = mean_scale, min_std
         self.raw_init_std = math.log(math.expm1(init_std))
 
+    def _mode(self, out: th.Tensor) -> th.Tensor:
+        if self.discrete:
+            return F.one_hot(out.argmax(dim=-1), self.action_dim).to(out.dtype)
+        return th.tanh(self._mean(out))
+
+    def _mean(self, out: th.Tensor) -> th.Tensor:
+        mean = out[..., : self.action_dim]
+        return self.mean_scale * th.tanh(mean / self.mean_scale)
+
+    def mode(self, feature: th.Tensor) -> th.Tensor:
+        """The mode alone, without drawing random numbers: deterministic acting leaves the RNG streams untouched."""
+        return self._mode(self.net(feature))
+
     def forward(self, feature: th.Tensor) -> ActorOutput:
         out = self.net(feature)
         if self.discrete:
@@ -121,11 +134,9 @@ class Actor(nn.Module):
             index = th.multinomial(probs, 1).squeeze(-1)
             one_hot = F.one_hot(index, self.action_dim).to(probs.dtype)
             sample = one_hot + probs - probs.detach()  # straight-through
-            mode = F.one_hot(out.argmax(dim=-1), self.action_dim).to(probs.dtype)
             entropy = -(probs * th.log_softmax(out, dim=-1)).sum(dim=-1)
-            return ActorOutput(sample, mode, entropy)
-        mean, std = out.chunk(2, dim=-1)
-        mean = self.mean_scale * th.tanh(mean / self.mean_scale)
+            return ActorOutput(sample, self._mode(out), entropy)
+        mean, std = self._mean(out), out[..., self.action_dim :]
         std = F.softplus(std + self.raw_init_std) + self.min_std
         pre_tanh = mean + std * th.randn_like(std)
         sample = th.tanh(pre_tanh)
@@ -360,8 +371,7 @@ class DreamerPolicy(BasePolicy):
             prev = RSSMState(stoch, th.ones_like(stoch), stoch, deter)
             # Deterministic acting uses the posterior mean and the actor's mode, so it is repeatable.
             posterior, _ = self.rssm.observe_step(prev, prev_action, self.embed(obs), sample=not deterministic)
-            out = self.actor(posterior.feature)
-            action = out.mode if deterministic else out.sample
+            action = self.actor.mode(posterior.feature) if deterministic else self.actor(posterior.feature).sample
             if exploration > 0 and not deterministic:
                 if self.actor.discrete:
                     random = F.one_hot(th.randint(self.action_dim, (n_envs,), device=self.device), self.action_dim)
