@@ -104,8 +104,9 @@ DREAMER_PENDULUM_SAMPLE_EFFICIENT: dict[str, Any] = {
 #: Dreamer on vector Pendulum-v1 when wall-clock on a 2-core CPU is what counts: :data:`DREAMER_PENDULUM_SAMPLE_EFFICIENT`
 #: with 10 updates every 50 env steps instead of every 10 (67 env steps per second against 10.7, measured back to
 #: back with ``benchmarks/preset_throughput.py``), the shipped RL Zoo entry. It needs about four times the env steps
-#: to get as far, and gets there sooner in wall-clock: on 3 seeds past a random policy by 8000 env steps
-#: (-807 at 10,000 on seed 0; -453 and -224 at 12,000 on seeds 1 and 2, about 4 minutes; BENCHMARKS.md, "Session 6").
+#: to get as far, and gets there sooner in wall-clock: 4 seeds of 5 clearly past a random policy by 7000-9000 env
+#: steps; at 12,000 (about 4 minutes) -453, -224, -71 and -960 on seeds 1-4, -807 at 10,000 on seed 0 (BENCHMARKS.md,
+#: "Session 6").
 DREAMER_PENDULUM_FAST: dict[str, Any] = {**DREAMER_PENDULUM_SAMPLE_EFFICIENT, "train_freq": 50}
 
 #: Dreamer from 64x64 pixels (dm_control, action repeat 2) on a 2-core CPU. Differences from the paper's defaults:
