@@ -48,6 +48,18 @@ def fill_buffer(model: DCMPC, n: int) -> None:
         buffer.add(obs, obs, np.random.uniform(-1, 1, (1, act_dim)), np.random.randn(1), np.array([k % 500 == 499]), [{}])
 
 
+def ready_for_updates(size: str, mixed_precision: str | None = None) -> DCMPC:
+    """A seeded model of ``size`` with a silent logger and 2000 random transitions, past its pretraining burst, so that
+    ``train()`` times regular updates."""
+    th.manual_seed(0)
+    np.random.seed(0)
+    model = build(size, mixed_precision)
+    model.set_logger(configure(None, []))  # train() records its losses; nothing is written
+    fill_buffer(model, 2000)
+    model._pretrained = True  # time one regular update, not the pretraining burst
+    return model
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", choices=["paper", "pendulum-cpu"], default="paper")
@@ -57,13 +69,7 @@ def main() -> None:
     parser.add_argument("--compile-planner", action="store_true", help="DCMPC(compile_planner=True)")
     args = parser.parse_args()
     th.set_num_threads(args.threads)
-    th.manual_seed(0)
-    np.random.seed(0)
-
-    model = build(args.size, None if args.mixed_precision == "fp32" else args.mixed_precision)
-    model.set_logger(configure(None, []))  # train() records its losses; nothing is written
-    fill_buffer(model, 2000)
-    model._pretrained = True  # time one regular update, not the pretraining burst
+    model = ready_for_updates(args.size, None if args.mixed_precision == "fp32" else args.mixed_precision)
     obs = np.random.randn(1, model.observation_space.shape[0]).astype(np.float32)
     obs_tensor = th.as_tensor(obs)
 

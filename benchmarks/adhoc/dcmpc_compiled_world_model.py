@@ -8,23 +8,16 @@
 import sys
 import time
 
-import numpy as np
 import torch as th
 import torch.nn.functional as F
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).parents[1]))
-from dcmpc_speed import build, fill_buffer
-from stable_baselines3.common.logger import configure
+from dcmpc_speed import ready_for_updates
 
 from sb3_worldmodels.dcmpc.dcmpc import gumbel_noise
 
 th.set_num_threads(2)
-th.manual_seed(0)
-np.random.seed(0)
-m = build("paper")
-m.set_logger(configure(None, []))
-fill_buffer(m, 2000)
-m._pretrained = True
+m = ready_for_updates("paper")
 policy, H, rho = m.policy, m.horizon, m.rho
 K = policy.quantizer.codebook_size
 B = m.batch_size

@@ -7,21 +7,14 @@
 
 import sys
 
-import numpy as np
 import torch as th
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).parents[1]))
-from dcmpc_speed import build, fill_buffer
-from stable_baselines3.common.logger import configure
+from dcmpc_speed import ready_for_updates
 
 th.set_num_threads(2)
-th.manual_seed(0)
-np.random.seed(0)
-m = build("paper")
-m.set_logger(configure(None, []))
-fill_buffer(m, 2000)
-m._pretrained = True
+m = ready_for_updates("paper")
 m.train(gradient_steps=2, batch_size=m.batch_size)
 
 with profile(activities=[ProfilerActivity.CPU]) as prof:
