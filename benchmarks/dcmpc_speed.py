@@ -1,7 +1,7 @@
 """Speed and memory of DC-MPC's two hot calls: one MPPI planning call and one gradient update.
 
     python benchmarks/dcmpc_speed.py [--size paper|pendulum-cpu] [--threads 2] [--repeats 5] [--mixed-precision bf16]
-        [--compile-planner]
+        [--compile-planner] [--malloc keep-freed|default]
 
 For each call it reports the matrix-product FLOPs (counted by ``torch.utils.flop_counter`` from the layer
 sizes actually run, backward included), the fp32 matmul rate of this machine measured in the same run, the
@@ -22,6 +22,7 @@ from _timing import count_flops, matmul_rate, median_time, print_table
 from stable_baselines3.common.logger import configure
 
 from sb3_worldmodels import DCMPC
+from sb3_worldmodels.common.allocator import keep_freed_memory
 from sb3_worldmodels.presets import DCMPC_PENDULUM_CPU
 
 
@@ -67,7 +68,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--mixed-precision", choices=["fp32", "bf16", "fp16"], default="fp32")
     parser.add_argument("--compile-planner", action="store_true", help="DCMPC(compile_planner=True)")
+    parser.add_argument(
+        "--malloc", choices=["keep-freed", "default"], default="keep-freed",
+        help="keep-freed: sb3_worldmodels.keep_freed_memory() first (as the Zoo entry point does); default: glibc as is",
+    )  # fmt: skip
     args = parser.parse_args()
+    if args.malloc == "keep-freed":
+        keep_freed_memory()
     th.set_num_threads(args.threads)
     model = ready_for_updates(args.size, None if args.mixed_precision == "fp32" else args.mixed_precision)
     obs = np.random.randn(1, model.observation_space.shape[0]).astype(np.float32)
@@ -105,7 +112,7 @@ def main() -> None:
     best = max(rates[low])
     rows = [(name, flops, flops / best, seconds) for name, flops, seconds in measured]
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    setting = f"size={args.size} precision={args.mixed_precision} compiled={args.compile_planner}"
+    setting = f"size={args.size} precision={args.mixed_precision} compiled={args.compile_planner} malloc={args.malloc}"
     print(f"{setting} threads={args.threads} torch={th.__version__}")
     for dtype, name in ((th.float32, "fp32"), (th.bfloat16, "bf16")):
         print(f"matmul rate {name} (GFLOP/s, in order of measurement): {', '.join(f'{r / 1e9:.0f}' for r in rates[dtype])}")

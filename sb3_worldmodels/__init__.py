@@ -1,5 +1,6 @@
 """Model-based reinforcement learning algorithms for Stable-Baselines3."""
 
+from sb3_worldmodels.common.allocator import keep_freed_memory
 from sb3_worldmodels.common.buffers import SequenceReplayBuffer
 from sb3_worldmodels.dcmpc import DCMPC
 from sb3_worldmodels.dreamer import Dreamer
@@ -8,4 +9,4 @@ from sb3_worldmodels.envs import register_envs
 register_envs()
 
 __version__ = "0.1.0"
-__all__ = ["DCMPC", "Dreamer", "SequenceReplayBuffer", "__version__"]
+__all__ = ["DCMPC", "Dreamer", "SequenceReplayBuffer", "__version__", "keep_freed_memory"]

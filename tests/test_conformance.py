@@ -512,11 +512,20 @@ def test_compiled_planner_gives_the_eager_actions(tmp_path):
     eager.learn(TINY_DCMPC["learning_starts"] + 10)
     eager.save(tmp_path / "model")
     compiled = DCMPC.load(tmp_path / "model", custom_objects={"compile_planner": True})
-    assert compiled.policy.imagine_step is not compiled.policy.__class__.imagine_step
+    # The compiled steps shadow the methods as instance attributes.
+    assert {"_imagine_step", "policy_prior"} <= set(vars(compiled.policy))
+    assert not {"_imagine_step", "policy_prior"} & set(vars(eager.policy))
     obs = np.random.default_rng(2).uniform(-1, 1, (8, 3)).astype(np.float32)
     actions_eager, state_eager = eager.predict(obs, deterministic=True)
     actions_compiled, state_compiled = compiled.predict(obs, deterministic=True)
     np.testing.assert_allclose(actions_compiled, actions_eager, atol=1e-4)
     np.testing.assert_allclose(state_compiled[0], state_eager[0], atol=1e-4)
+    # New weights reach the compiled steps (nothing was baked in as a constant).
+    eager.learn(20, reset_num_timesteps=False)
+    compiled.policy.load_state_dict(eager.policy.state_dict())
+    actions_after, _ = eager.predict(obs, deterministic=True)
+    assert not np.allclose(actions_after, actions_eager, atol=1e-3)
+    actions_compiled, _ = compiled.predict(obs, deterministic=True)
+    np.testing.assert_allclose(actions_compiled, actions_after, atol=1e-4)
     compiled.save(tmp_path / "again")  # the compiled functions are not part of the checkpoint
     assert DCMPC.load(tmp_path / "again").compile_planner

@@ -19,6 +19,7 @@ from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import VecNormalize
 
 from sb3_worldmodels import DCMPC
+from sb3_worldmodels.dcmpc.dcmpc import first_argmax as dcmpc_first_argmax
 
 VECTOR = spaces.Box(-1, 1, (3,), np.float32)
 ACTION = spaces.Box(-1, 1, (1,), np.float32)
@@ -185,7 +186,8 @@ def test_world_model_loss_and_gradient_match_a_plain_reference(tiny_dcmpc_kwargs
     data = data._replace(terminations=terminations)
     batch, slots, size = 16, policy.latent_dim, policy.quantizer.codebook_size
     gumbel = dcmpc_module.gumbel_noise((H - 1, batch, slots, size), "cpu")
-    monkeypatch.setattr(dcmpc_module, "gumbel_noise", lambda shape, device: gumbel)
+    # The algorithm draws its noise code-major, (step, batch, code, slot); the reference below is slot-major.
+    monkeypatch.setattr(dcmpc_module, "gumbel_noise", lambda shape, device: gumbel.transpose(2, 3).contiguous())
     params = [p for name in ("encoder", "dynamics", "reward") for p in getattr(policy, name).parameters()]
 
     codes = policy.encode(data.observations[:, 0])
@@ -193,7 +195,8 @@ def test_world_model_loss_and_gradient_match_a_plain_reference(tiny_dcmpc_kwargs
     for t in range(H):
         with th.no_grad():
             target = policy.code_indices(policy.encode(data.observations[:, t + 1]))
-        logits = policy.dynamics_logits(codes, data.actions[:, t])
+        # Slot-major logits straight from the stored output layer, (batch, slot, code).
+        logits = policy.dynamics(th.cat([codes, data.actions[:, t]], dim=-1)).view(batch, slots, size)
         ce = F.cross_entropy(logits.reshape(-1, size), target.reshape(-1), reduction="none").view(batch, slots).mean(1)
         alive = th.prod(1.0 - data.terminations[:, :t], dim=1)
         consistency = consistency + model.rho**t * (alive * ce).mean()
@@ -211,6 +214,43 @@ def test_world_model_loss_and_gradient_match_a_plain_reference(tiny_dcmpc_kwargs
     assert th.allclose(stats["world_model/loss"], reference.detach(), rtol=1e-5)
     for p, g in zip(params, reference_grads, strict=True):
         assert th.allclose(p.grad, g, rtol=1e-4, atol=1e-6)
+
+
+def test_code_major_logits_and_expected_codes_match_the_stored_slot_major_layer(tiny_dcmpc_kwargs):
+    # The dynamics compute their logits code-major with a reordered copy of the output layer (faster softmax and
+    # expectation over the 15 codes); values and gradients must be those of the stored slot-major layer.
+    th.manual_seed(1)
+    policy = DCMPC("MlpPolicy", "Pendulum-v1", **tiny_dcmpc_kwargs).policy
+    slots, size = policy.latent_dim, policy.quantizer.codebook_size
+    obs, action = th.randn(32, 3) * 3, th.rand(32, 1) * 2 - 1
+    codes = policy.encode(obs)
+    reference = policy.dynamics(th.cat([codes, action], dim=-1)).view(32, slots, size)
+    logits = policy.dynamics_logits(codes, action)
+    assert logits.shape == (32, size, slots)
+    assert th.allclose(logits, reference.transpose(1, 2), rtol=1e-5, atol=1e-6)
+    upstream = th.randn_like(logits)
+    head = policy.dynamics[-1]
+    expected = th.autograd.grad((reference.transpose(1, 2) * upstream).sum(), [head.weight, head.bias])
+    got = th.autograd.grad((logits * upstream).sum(), [head.weight, head.bias])
+    for g, e in zip(got, expected, strict=True):
+        assert th.allclose(g, e, rtol=1e-5, atol=1e-6)
+    # Planning: the expected code of every slot, and the reward, through the copy made once per planning call.
+    with th.no_grad():
+        next_codes, reward = policy.imagine_step(codes, action)
+        plain = (th.softmax(reference, dim=-1) @ policy.quantizer.codebook).flatten(1)
+        assert th.allclose(next_codes, plain, rtol=1e-5, atol=1e-6)
+        assert th.allclose(reward, policy.predict_reward(codes, action))
+        # Sampled codes: the code of the first maximum of each slot.
+        picked = dcmpc_first_argmax(logits, dim=1)
+        assert th.equal(policy.codes_from_indices(picked), policy.quantizer.codebook[reference.argmax(-1)].flatten(1))
+
+
+def test_first_argmax_is_the_first_maximum_along_an_outer_dimension():
+    x = th.randint(0, 3, (64, 15, 40)).float()  # many ties
+    assert th.equal(dcmpc_first_argmax(x, dim=1), x.transpose(1, 2).contiguous().argmax(dim=-1))
+    x = th.randn(8, 300, 5)  # more than 255 candidates: wider index type
+    x[:, 7] = x[:, 250] = 10.0
+    assert th.equal(dcmpc_first_argmax(x, dim=1), th.full((8, 5), 7))
 
 
 def test_world_model_losses_fall_on_a_fixed_batch(tiny_dcmpc_kwargs):
@@ -276,6 +316,7 @@ def test_replay_buffer_round_trip_and_resumed_training(tmp_path, tiny_dcmpc_kwar
 import gymnasium as gym
 import torch
 from sb3_worldmodels import DCMPC
+from sb3_worldmodels.dcmpc.dcmpc import first_argmax as dcmpc_first_argmax
 torch.set_num_threads(1)
 model = DCMPC.load({str(tmp_path / "model")!r}, env=gym.make("Pendulum-v1"))
 model.load_replay_buffer({str(tmp_path / "buffer")!r})

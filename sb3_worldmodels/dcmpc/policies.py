@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import torch as th
+import torch.nn.functional as F
 from gymnasium import spaces
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, CombinedExtractor, FlattenExtractor
@@ -54,6 +55,8 @@ class DCMPCPolicy(BasePolicy):
 
     #: ``None`` (float32), ``"bf16"`` or ``"fp16"``: autocast while planning / acting (set by the algorithm).
     mixed_precision: str | None = None
+    #: :meth:`code_major_head` while :meth:`plan` runs: one copy of the reordered layer serves all its steps.
+    _planning_head: tuple[th.Tensor, th.Tensor] | None = None
 
     def __init__(
         self,
@@ -157,14 +160,44 @@ class DCMPCPolicy(BasePolicy):
         """Codebook index of every latent slot, ``(batch, latent_dim)``."""
         return self.quantizer.codes_to_indices(codes.view(codes.shape[0], self.latent_dim, self.quantizer.num_channels))
 
-    def dynamics_logits(self, codes: th.Tensor, action: th.Tensor) -> th.Tensor:
-        """Logits of the next code of every slot, ``(batch, latent_dim, codebook_size)`` (DC-MPC eq. 2)."""
-        logits = self.dynamics(th.cat([codes, action], dim=-1))
-        return logits.view(codes.shape[0], self.latent_dim, self.quantizer.codebook_size)
+    def code_major_head(self) -> tuple[th.Tensor, th.Tensor]:
+        """Weight and bias of the dynamics' output layer with its rows reordered code-major.
+
+        The layer is stored slot-major (row ``s * K + k`` for slot ``s`` and code ``k``, as in the official code and
+        in every checkpoint), which gives logits ``(batch, latent_dim, K)``. The softmax, maximum and expectation
+        over only K = 15 codes along the innermost dimension are slow on CPU; with the rows reordered to
+        ``k * latent_dim + s`` the logits come out as ``(batch, K, latent_dim)`` and the same reductions run over
+        contiguous rows of ``latent_dim`` values (2-6x faster at the paper's sizes; BENCHMARKS.md, session 7).
+        The reordering is a copy (gradients flow back to the stored layer): compute it once per update or
+        planning call and pass it to :meth:`dynamics_logits`.
+        """
+        head, slots, size = self.dynamics[-1], self.latent_dim, self.quantizer.codebook_size
+        weight = head.weight.view(slots, size, -1).transpose(0, 1).reshape(slots * size, -1)
+        return weight, head.bias.view(slots, size).t().reshape(-1)
+
+    def dynamics_logits(
+        self, codes: th.Tensor, action: th.Tensor, head: tuple[th.Tensor, th.Tensor] | None = None
+    ) -> th.Tensor:
+        """Logits of the next code of every slot, code-major ``(batch, codebook_size, latent_dim)`` (DC-MPC eq. 2).
+
+        :param head: :meth:`code_major_head`, computed once for several calls; computed here when not given.
+        """
+        hidden = th.cat([codes, action], dim=-1)
+        for layer in list(self.dynamics)[:-1]:
+            hidden = layer(hidden)
+        weight, bias = self.code_major_head() if head is None else head
+        logits = F.linear(hidden, weight, bias).float()
+        return logits.view(codes.shape[0], self.quantizer.codebook_size, self.latent_dim)
 
     def codes_from_probs(self, probs: th.Tensor) -> th.Tensor:
-        """Map a distribution (or one-hot) over the codebook of every slot to flattened code vectors."""
-        return (probs @ self.quantizer.codebook.to(probs.dtype)).flatten(1).float()
+        """Flattened code vectors ``(batch, latent_dim * channels)`` of code-major distributions (or one-hots)
+        ``(batch, codebook_size, latent_dim)``: the expected code of every slot."""
+        codebook = self.quantizer.codebook.to(probs.dtype)
+        return (codebook.t() @ probs).transpose(1, 2).flatten(1).float()
+
+    def codes_from_indices(self, indices: th.Tensor) -> th.Tensor:
+        """Flattened code vectors of codebook indices ``(batch, latent_dim)``."""
+        return self.quantizer.codebook[indices].flatten(1)
 
     def predict_reward(self, codes: th.Tensor, action: th.Tensor) -> th.Tensor:
         return self.reward(th.cat([codes, action], dim=-1)).squeeze(-1)
@@ -183,8 +216,14 @@ class DCMPCPolicy(BasePolicy):
     # ---------------------------------------------------------- planner interface
     def imagine_step(self, latent: th.Tensor, action: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
         """Expected next code ``softmax(logits) @ codebook`` and predicted reward (planning does not sample)."""
-        next_latent = self.codes_from_probs(th.softmax(self.dynamics_logits(latent, action), dim=-1))
-        return next_latent, self.predict_reward(latent, action)
+        head = self._planning_head if self._planning_head is not None else self.code_major_head()
+        return self._imagine_step(latent, action, *head)
+
+    def _imagine_step(
+        self, latent: th.Tensor, action: th.Tensor, head_weight: th.Tensor, head_bias: th.Tensor
+    ) -> tuple[th.Tensor, th.Tensor]:
+        logits = self.dynamics_logits(latent, action, (head_weight, head_bias))
+        return self.codes_from_probs(th.softmax(logits, dim=1)), self.predict_reward(latent, action)
 
     def policy_prior(self, latent: th.Tensor) -> th.Tensor:
         return self.act(latent)
@@ -203,7 +242,7 @@ class DCMPCPolicy(BasePolicy):
         """
         mode = "reduce-overhead" if self.device.type == "cuda" else None
         # Instance attributes shadow the methods of the same name for the planner's calls.
-        self.imagine_step = th.compile(type(self).imagine_step.__get__(self), mode=mode, dynamic=False)
+        self._imagine_step = th.compile(type(self)._imagine_step.__get__(self), mode=mode, dynamic=False)
         self.policy_prior = th.compile(type(self).policy_prior.__get__(self), mode=mode, dynamic=False)
 
     # ------------------------------------------------------------------- acting
@@ -228,7 +267,11 @@ class DCMPCPolicy(BasePolicy):
             latent = self.encode(obs)
             mean = self.planner.warm_start(previous_mean, episode_start, n_states, latent.device)
             noise_std = 0.0 if deterministic else exploration_std
-            result = self.planner.plan(self, latent, mean, policy_noise_std=noise_std, generator=generator)
+            self._planning_head = self.code_major_head()
+            try:
+                result = self.planner.plan(self, latent, mean, policy_noise_std=noise_std, generator=generator)
+            finally:
+                self._planning_head = None
             action = result.action
             if noise_std > 0:
                 action = (action + noise_std * th.randn_like(action)).clamp(-1, 1)

@@ -1,0 +1,50 @@
+"""Keep freed memory in the process: large CPU tensors then reuse pages instead of faulting in fresh ones.
+
+PyTorch allocates CPU tensors with the C library's ``malloc``. With glibc's defaults, blocks above a threshold (128 KiB
+at first; it adapts to the blocks freed, up to 32 MiB) are mapped with ``mmap`` and unmapped when freed, and the top
+of the heap is handed back to the kernel once it is large enough. A large tensor of a planning call or an update is
+then often new memory, whose first write pays one page fault per 4 KiB: writing a fresh 40 MB tensor took 20.6 ms
+here against 1.1 ms with reuse, and a fresh 15.7 MB one (DC-MPC's dynamics logits at the paper's sizes) 4.6 ms
+against 0.13 ms. :func:`keep_freed_memory` turns both mechanisms off, so that freed blocks stay in the heap for the
+next tensor of the same size (as jemalloc or tcmalloc, often recommended for PyTorch on CPU, do). The cost: the
+process keeps its peak memory until it exits.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import sys
+
+# mallopt() parameters (malloc.h).
+_M_TRIM_THRESHOLD = -1
+_M_TOP_PAD = -2
+_M_MMAP_THRESHOLD = -3
+
+_applied = False
+
+
+def keep_freed_memory() -> bool:
+    """Set glibc's malloc to keep freed memory for reuse (Linux with glibc only; elsewhere nothing happens).
+
+    Process-wide and not undoable; call it once, before training. ``sb3_worldmodels.train`` (the RL Zoo entry point)
+    and the benchmarks call it. Measured effect: BENCHMARKS.md, "Session 7".
+
+    :return: Whether the setting is in effect.
+    """
+    global _applied
+    if _applied:
+        return True
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (e.g. musl)
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    # No mmap for blocks under 1 GiB, no trimming of the heap top under 2 GiB, 64 MiB extra whenever the heap grows.
+    _applied = bool(
+        mallopt(_M_MMAP_THRESHOLD, 1 << 30) and mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) and mallopt(_M_TOP_PAD, 1 << 26)
+    )
+    return _applied
