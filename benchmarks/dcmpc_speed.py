@@ -18,11 +18,10 @@ import resource
 import gymnasium as gym
 import numpy as np
 import torch as th
-from _timing import count_flops, matmul_rate, median_time, print_table
+from _timing import Rate, add_malloc_option, apply_malloc_option, call_times, count_flops, matmul_rate, print_table
 from stable_baselines3.common.logger import configure
 
 from sb3_worldmodels import DCMPC
-from sb3_worldmodels.common.allocator import keep_freed_memory
 from sb3_worldmodels.presets import DCMPC_PENDULUM_CPU
 
 
@@ -68,13 +67,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--mixed-precision", choices=["fp32", "bf16", "fp16"], default="fp32")
     parser.add_argument("--compile-planner", action="store_true", help="DCMPC(compile_planner=True)")
-    parser.add_argument(
-        "--malloc", choices=["keep-freed", "default"], default="keep-freed",
-        help="keep-freed: sb3_worldmodels.keep_freed_memory() first (as the Zoo entry point does); default: glibc as is",
-    )  # fmt: skip
+    add_malloc_option(parser)
     args = parser.parse_args()
-    if args.malloc == "keep-freed":
-        keep_freed_memory()
+    apply_malloc_option(args)
     th.set_num_threads(args.threads)
     model = ready_for_updates(args.size, None if args.mixed_precision == "fp32" else args.mixed_precision)
     obs = np.random.randn(1, model.observation_space.shape[0]).astype(np.float32)
@@ -95,28 +90,27 @@ def main() -> None:
     # highest rate seen in the run (the most demanding floor).
     low = th.bfloat16 if args.mixed_precision == "bf16" else th.float32
 
-    def rate(dtype: th.dtype) -> float:
+    def rate(dtype: th.dtype) -> Rate:
         # Without native bf16 instructions a 1024^3 bf16 product takes seconds: measure fewer, smaller ones.
         return matmul_rate(dtype) if dtype == th.float32 else matmul_rate(dtype, size=512, repeats=3)
 
     rates = {th.float32: [rate(th.float32)], th.bfloat16: [rate(th.bfloat16)]}
-    measured = []
+    rows = []
     for name, fn, per_call in (("planning call", plan, 1), ("gradient update", two_updates, 2)):
         flops = count_flops(fn) / per_call  # counted eagerly
         if args.compile_planner and name == "planning call":
             model.policy.compile_planner()  # as DCMPC(compile_planner=True) does; the warm-up call compiles
         rates[low].append(rate(low))
-        seconds = median_time(fn, args.repeats) / per_call
+        times = [t / per_call for t in call_times(fn, args.repeats)]
         rates[low].append(rate(low))
-        measured.append((name, flops, seconds))
-    best = max(rates[low])
-    rows = [(name, flops, flops / best, seconds) for name, flops, seconds in measured]
+        rows.append((name, flops, times))
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     setting = f"size={args.size} precision={args.mixed_precision} compiled={args.compile_planner} malloc={args.malloc}"
-    print(f"{setting} threads={args.threads} torch={th.__version__}")
+    print(f"{setting} threads={args.threads} repeats={args.repeats} torch={th.__version__}")
     for dtype, name in ((th.float32, "fp32"), (th.bfloat16, "bf16")):
-        print(f"matmul rate {name} (GFLOP/s, in order of measurement): {', '.join(f'{r / 1e9:.0f}' for r in rates[dtype])}")
-    print_table(rows, "bf16" if args.mixed_precision == "bf16" else "fp32")
+        shown = ", ".join(f"{r.median / 1e9:.0f} ({r.best / 1e9:.0f})" for r in rates[dtype])
+        print(f"matmul rate {name} (GFLOP/s, median (fastest) product, in order of measurement): {shown}")
+    print_table(rows, rates[low], "bf16" if args.mixed_precision == "bf16" else "fp32")
     print(f"peak resident memory: {peak_mib:.0f} MiB")
 
 

@@ -1,6 +1,7 @@
 """Speed and memory of one Dreamer gradient update (world model + imagination actor-critic).
 
     python benchmarks/dreamer_speed.py [--size paper|paper-vector|pendulum-cpu|pixels-cpu] [--threads 2] [--repeats 3]
+        [--malloc keep-freed|default]
 
 ``paper``: 64x64x3 images, 6-D actions, every network size and the batch (50 sequences x 50 steps) as in the paper;
 ``paper-vector``: the same with a 24-D vector observation (walker-walk's state); ``pendulum-cpu``: the
@@ -18,7 +19,7 @@ import resource
 import gymnasium as gym
 import numpy as np
 import torch as th
-from _timing import count_flops, matmul_rate, median_time, print_table
+from _timing import add_malloc_option, apply_malloc_option, call_times, count_flops, matmul_rate, print_table
 from stable_baselines3.common.logger import configure
 
 from sb3_worldmodels import Dreamer
@@ -67,7 +68,9 @@ def main() -> None:
     parser.add_argument("--size", choices=["paper", "paper-vector", "pendulum-cpu", "pixels-cpu"], default="paper")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
+    add_malloc_option(parser)
     args = parser.parse_args()
+    apply_malloc_option(args)
     th.set_num_threads(args.threads)
     th.manual_seed(0)
     np.random.seed(0)
@@ -79,15 +82,21 @@ def main() -> None:
     def update():
         model.train(gradient_steps=1, batch_size=model.batch_size)
 
-    fp32 = matmul_rate(th.float32)
+    before = matmul_rate(th.float32)
     flops = count_flops(update)
-    seconds = median_time(update, args.repeats)
-    fp32_after = matmul_rate(th.float32)
+    times = call_times(update, args.repeats)
+    after = matmul_rate(th.float32)
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"size={args.size} threads={args.threads} torch={th.__version__} batch={model.batch_size}x{model.batch_length}")
-    print(f"matmul rate: fp32 {fp32 / 1e9:.0f} GFLOP/s before, {fp32_after / 1e9:.0f} after the timings")
+    print(
+        f"size={args.size} threads={args.threads} repeats={args.repeats} malloc={args.malloc} torch={th.__version__}", end=" "
+    )
+    print(f"batch={model.batch_size}x{model.batch_length}")
+    print(
+        f"matmul rate (GFLOP/s, median (fastest) product): {before.median / 1e9:.0f} ({before.best / 1e9:.0f}) before, "
+        f"{after.median / 1e9:.0f} ({after.best / 1e9:.0f}) after the timings"
+    )
     # The floor uses the higher of the two rates (the most demanding floor): the rate moves with the machine's load.
-    print_table([("gradient update", flops, flops / max(fp32, fp32_after), seconds)])
+    print_table([("gradient update", flops, times)], [before, after])
     print(f"peak resident memory: {peak_mib:.0f} MiB")
 
 

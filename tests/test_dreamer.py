@@ -270,6 +270,20 @@ def test_pixels_are_stored_once_as_uint8(pixel_model):
     assert scaled.dtype == th.float32
 
 
+def test_one_decoder_pass_gives_the_log_likelihood_and_the_logged_image_error(pixel_model):
+    policy = pixel_model.policy
+    data = pixel_model.replay_buffer.sample_sequences(2, 3)
+    with th.no_grad():
+        obs, posterior, _ = pixel_model._observe(data)
+        log_likelihood, errors = policy.reconstruction_log_likelihood(posterior.feature, obs)
+        prediction = policy.decode(posterior.feature.flatten(0, 1))[""]
+        target = obs[""].flatten(0, 1)
+        expected = th.distributions.Normal(prediction, 1.0).log_prob(target).flatten(1).sum(dim=1).view(2, -1)
+    assert log_likelihood.shape == posterior.feature.shape[:-1] == expected.shape
+    assert th.allclose(log_likelihood, expected, rtol=1e-5)
+    assert errors[""].item() == pytest.approx(((prediction - target) ** 2).mean().item(), rel=1e-5)
+
+
 def test_pixel_predict_carries_the_recurrent_state(pixel_model):
     obs = make_pixel_cartpole().reset(seed=0)[0]
     action, state = pixel_model.predict(obs, deterministic=True)

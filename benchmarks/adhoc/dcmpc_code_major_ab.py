@@ -21,9 +21,9 @@ import torch as th
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
+from _timing import add_malloc_option, apply_malloc_option  # noqa: E402
 from dcmpc_speed import ready_for_updates  # noqa: E402
 
-from sb3_worldmodels.common.allocator import keep_freed_memory  # noqa: E402
 from sb3_worldmodels.dcmpc.dcmpc import _flatten_time, _select_time, gumbel_noise  # noqa: E402
 
 
@@ -59,10 +59,9 @@ def slot_major_world_model_step(model, data) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=6)
-    parser.add_argument("--malloc", choices=["keep-freed", "default"], default="keep-freed")
+    add_malloc_option(parser)
     args = parser.parse_args()
-    if args.malloc == "keep-freed":
-        keep_freed_memory()
+    apply_malloc_option(args)
     th.set_num_threads(2)
     model = ready_for_updates("paper")
     policy = model.policy

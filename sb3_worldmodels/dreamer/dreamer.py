@@ -259,7 +259,8 @@ class Dreamer(WorldModelAlgorithm):
         policy = self.policy
         obs, posterior, prior = self._observe(data)
         feature = posterior.feature
-        reconstruction = -policy.reconstruction_log_likelihood(feature, obs).mean()
+        log_likelihood, squared_errors = policy.reconstruction_log_likelihood(feature, obs)
+        reconstruction = -log_likelihood.mean()
         # The state of o_{t+1} predicts r_t, the reward of the transition into it.
         reward_prediction = policy.reward(feature[:, 1:]).squeeze(-1)
         reward_loss = 0.5 * ((reward_prediction - data.rewards) ** 2).mean()
@@ -287,10 +288,7 @@ class Dreamer(WorldModelAlgorithm):
             }
         )
         if image_keys:
-            with th.no_grad():
-                prediction = policy.decoders[policy._module_key(image_keys[0])](feature.detach().flatten(0, 1))
-                target = obs[image_keys[0]].flatten(0, 1)
-                stats["world_model/image_mse"] = ((prediction - target) ** 2).mean()
+            stats["world_model/image_mse"] = squared_errors[image_keys[0]]
         return stats, posterior.detach()
 
     def imagine(self, start: RSSMState) -> tuple[th.Tensor, th.Tensor]:

@@ -318,16 +318,22 @@ class DreamerPolicy(BasePolicy):
             embeds.append(self.encoders[self._module_key(key)](flat).view(*lead, -1))
         return th.cat(embeds, dim=-1)
 
-    def reconstruction_log_likelihood(self, feature: th.Tensor, obs: dict[str, th.Tensor]) -> th.Tensor:
-        """``log N(o | decoder(feature), 1)`` summed over every observation dimension, shape ``feature.shape[:-1]``."""
+    def reconstruction_log_likelihood(
+        self, feature: th.Tensor, obs: dict[str, th.Tensor]
+    ) -> tuple[th.Tensor, dict[str, th.Tensor]]:
+        """``log N(o | decoder(feature), 1)`` summed over every observation dimension, shape ``feature.shape[:-1]``,
+        and the mean squared error of each observation key (detached, for logging: one decoder pass serves both)."""
         lead = feature.shape[:-1]
         flat_feature = feature.reshape(-1, feature.shape[-1])
         total = th.zeros(flat_feature.shape[0], device=feature.device)
+        errors = {}
         for key, value in obs.items():
             prediction = self.decoders[self._module_key(key)](flat_feature)
-            target = value.reshape(prediction.shape)
-            total = total + gaussian_log_likelihood(prediction, target).flatten(1).sum(dim=1)
-        return total.view(lead)
+            squared = (prediction - value.reshape(prediction.shape)) ** 2
+            # log N(target | prediction, 1) = -0.5 (target - prediction)^2 - 0.5 log(2 pi), per dimension.
+            total = total - 0.5 * squared.flatten(1).sum(dim=1) - 0.5 * math.log(2 * math.pi) * squared[0].numel()
+            errors[key] = squared.detach().mean()
+        return total.view(lead), errors
 
     def decode(self, feature: th.Tensor) -> dict[str, th.Tensor]:
         """Predicted (preprocessed) observations for features ``(batch, feature_dim)``."""
@@ -400,11 +406,6 @@ class DreamerPolicy(BasePolicy):
         action, new_state = self.step(obs_tensor, state, episode_start, deterministic)
         actions = (action.argmax(dim=-1) if self.actor.discrete else action).cpu().numpy()
         return to_env_actions(self.action_space, actions, vectorized_env, self.unscale_action), new_state
-
-
-def gaussian_log_likelihood(mean: th.Tensor, target: th.Tensor) -> th.Tensor:
-    """Element-wise ``log N(target | mean, 1)``."""
-    return -0.5 * (target - mean) ** 2 - 0.5 * math.log(2 * math.pi)
 
 
 class MlpPolicy(DreamerPolicy):
