@@ -253,6 +253,20 @@ def test_first_argmax_is_the_first_maximum_along_an_outer_dimension():
     assert th.equal(dcmpc_first_argmax(x, dim=1), th.full((8, 5), 7))
 
 
+def test_codebook_usage_and_perplexity_are_those_of_the_first_codes(tiny_dcmpc_kwargs):
+    model = DCMPC("MlpPolicy", "Pendulum-v1", seed=0, **tiny_dcmpc_kwargs)
+    model.learn(60)
+    policy, size = model.policy, model.policy.quantizer.codebook_size
+    data = model.replay_buffer.sample_sequences(16, model.sequence_length)
+    with th.no_grad():  # the statistics use the codes of the first step, encoded before the update
+        idx = policy.code_indices(policy.encode(data.observations[:, 0])).flatten()
+    probs = th.nn.functional.one_hot(idx, size).float().mean(0)
+    nonzero = probs[probs > 0]
+    stats = model._update_world_model(data)
+    assert stats["world_model/codebook_usage"].item() == pytest.approx(len(nonzero) / size)
+    assert stats["world_model/codebook_perplexity"].item() == pytest.approx(th.exp(-(nonzero * nonzero.log()).sum()).item())
+
+
 def test_world_model_losses_fall_on_a_fixed_batch(tiny_dcmpc_kwargs):
     model = DCMPC("MlpPolicy", "Pendulum-v1", seed=0, learning_rate=3e-3, **tiny_dcmpc_kwargs)
     model.learn(60)
