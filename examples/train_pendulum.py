@@ -2,7 +2,7 @@
 
     python examples/train_pendulum.py [--steps N] [--seed S] [--output PATH]
 
-About 7 minutes on a 2-core CPU (see BENCHMARKS.md); Pendulum-v1 counts as solved at a mean return of about -200.
+About 6 minutes on a 2-core CPU (see BENCHMARKS.md); Pendulum-v1 counts as solved at a mean return of about -200.
 """
 
 from __future__ import annotations
