@@ -251,6 +251,8 @@ def test_first_argmax_is_the_first_maximum_along_an_outer_dimension():
     x = th.randn(8, 300, 5)  # more than 255 candidates: wider index type
     x[:, 7] = x[:, 250] = 10.0
     assert th.equal(dcmpc_first_argmax(x, dim=1), th.full((8, 5), 7))
+    x[0, :, 0] = float("nan")  # diverged logits still give a valid index
+    assert 0 <= dcmpc_first_argmax(x, dim=1)[0, 0] < 300
 
 
 def test_codebook_usage_and_perplexity_are_those_of_the_first_codes(tiny_dcmpc_kwargs):

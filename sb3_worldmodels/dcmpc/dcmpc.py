@@ -57,7 +57,8 @@ def first_argmax(x: th.Tensor, dim: int) -> th.Tensor:
     shape[dim] = size
     weight = th.arange(size, 0, -1, dtype=dtype, device=x.device).view(shape)
     is_max = (x == x.amax(dim=dim, keepdim=True)).to(dtype)
-    return (size - is_max.mul_(weight).amax(dim=dim)).long()
+    # Where a slice has no maximum (NaN), the weight is 0: clamp to a valid index instead of one past the end.
+    return (size - is_max.mul_(weight).amax(dim=dim).long()).clamp_(max=size - 1)
 
 
 class DCMPC(WorldModelAlgorithm):
