@@ -63,6 +63,16 @@ def fill_buffer(model: Dreamer, n: int) -> None:
         )
 
 
+def ready_for_updates(size: str) -> Dreamer:
+    """A seeded model of ``size`` with a silent logger and 2000 random transitions, ready for timed ``train()`` calls."""
+    th.manual_seed(0)
+    np.random.seed(0)
+    model = build(size)
+    model.set_logger(configure(None, []))  # train() records its losses; nothing is written
+    fill_buffer(model, 2000)
+    return model
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", choices=["paper", "paper-vector", "pendulum-cpu", "pixels-cpu"], default="paper")
@@ -72,12 +82,7 @@ def main() -> None:
     args = parser.parse_args()
     apply_malloc_option(args)
     th.set_num_threads(args.threads)
-    th.manual_seed(0)
-    np.random.seed(0)
-
-    model = build(args.size)
-    model.set_logger(configure(None, []))
-    fill_buffer(model, 2000)
+    model = ready_for_updates(args.size)
 
     def update():
         model.train(gradient_steps=1, batch_size=model.batch_size)

@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import torch as th
-from stable_baselines3.common.logger import configure
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
@@ -22,10 +21,7 @@ add_malloc_option(parser)
 args = parser.parse_args()
 apply_malloc_option(args)
 th.set_num_threads(2)
-th.manual_seed(0)
-model = dreamer_speed.build("paper")
-model.set_logger(configure(None, []))
-dreamer_speed.fill_buffer(model, 2000)
+model = dreamer_speed.ready_for_updates("paper")
 for _ in range(4):  # until the heap has grown to its steady state (no more page faults with keep-freed)
     model.train(gradient_steps=1, batch_size=model.batch_size)
 with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:

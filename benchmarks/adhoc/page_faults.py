@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import torch as th
-from stable_baselines3.common.logger import configure
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 import dreamer_speed  # noqa: E402
@@ -45,9 +44,7 @@ if args.algo == "dcmpc":
         update = measured(lambda: model.train(gradient_steps=1, batch_size=model.batch_size))
         print(f"update {update}, planning call {measured(lambda: model.policy.plan(obs, exploration_std=0.1))}", flush=True)
 else:
-    model = dreamer_speed.build("paper")
-    model.set_logger(configure(None, []))
-    dreamer_speed.fill_buffer(model, 2000)
+    model = dreamer_speed.ready_for_updates("paper")
     for _ in range(args.calls):
         update = measured(lambda: model.train(gradient_steps=1, batch_size=model.batch_size))
         print(f"update {update}, peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB", flush=True)
