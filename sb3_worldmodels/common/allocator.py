@@ -27,8 +27,8 @@ _applied = False
 def keep_freed_memory() -> bool:
     """Set glibc's malloc to keep freed memory for reuse (Linux with glibc only; elsewhere nothing happens).
 
-    Process-wide and not undoable; call it once, before training. ``sb3_worldmodels.train`` (the RL Zoo entry point)
-    and the benchmarks call it. Measured effect: BENCHMARKS.md, "Session 7".
+    Process-wide and not undoable; call it once, before training. ``sb3_worldmodels.train`` (the RL Zoo entry point),
+    the examples and the speed benchmarks call it. Measured effect: BENCHMARKS.md, "Session 7".
 
     :return: Whether the setting is in effect.
     """
