@@ -175,13 +175,19 @@ def test_subproc_vec_env_with_episodes_ending_at_different_steps(algo, tiny, n_e
 
 @pytest.mark.parametrize("algo, tiny", ALGOS)
 def test_dict_observations_with_multi_input_policy(algo, tiny, tmp_path):
+    # A 0-d Box, as dm_control walker's "height", is one feature.
     observation_space = spaces.Dict(
-        {"position": spaces.Box(-1, 1, (3,), np.float32), "velocity": spaces.Box(-5, 5, (2,), np.float64)}
+        {
+            "height": spaces.Box(-2, 2, (), np.float64),
+            "position": spaces.Box(-1, 1, (3,), np.float32),
+            "velocity": spaces.Box(-5, 5, (2,), np.float64),
+        }
     )
     env = ToyEnv(observation_space, spaces.Box(-1, 1, (2,), np.float32))
     model = algo("MultiInputPolicy", env, seed=0, **{**tiny, "policy_kwargs": dict(tiny["policy_kwargs"])})
     model.learn(tiny["learning_starts"] + 20)
-    assert set(model.replay_buffer.observations) == {"position", "velocity"}
+    assert set(model.replay_buffer.observations) == {"height", "position", "velocity"}
+    assert model.replay_buffer.observations["height"].shape == (model.replay_buffer.buffer_size, 1)
     obs = {key: np.stack([space.sample() for _ in range(4)]) for key, space in observation_space.spaces.items()}
     actions, _ = model.predict(obs, deterministic=True)
     assert actions.shape == (4, 2)
@@ -409,7 +415,7 @@ def test_non_finite_losses_skip_the_step_and_are_counted(algo, tiny, fused):
         out = actor(x)
         return getattr(out, "sample", out).sum()
 
-    model._clip_and_step(optimizer, actor_loss(th.full((2, features), float("nan"))), 10.0)
+    model._clip_and_step(optimizer, actor_loss(th.full((2, features), float("nan"), device=model.device)), 10.0)
     for a, b in zip(before, model.policy.actor.parameters(), strict=True):
         assert th.equal(a, b)
     for key, value in optimizer.state[next(model.policy.actor.parameters())].items():
@@ -417,7 +423,7 @@ def test_non_finite_losses_skip_the_step_and_are_counted(algo, tiny, fused):
     model._record_means({})
     assert model.non_finite_updates == 1
     # A finite loss afterwards steps as usual.
-    model._clip_and_step(optimizer, actor_loss(th.ones(2, features)), 10.0)
+    model._clip_and_step(optimizer, actor_loss(th.ones(2, features, device=model.device)), 10.0)
     assert any(not th.equal(a, b) for a, b in zip(before, model.policy.actor.parameters(), strict=True))
 
 
@@ -517,7 +523,10 @@ def test_compiled_planner_gives_the_eager_actions(tmp_path):
     assert not {"_imagine_step", "policy_prior"} & set(vars(eager.policy))
     obs = np.random.default_rng(2).uniform(-1, 1, (8, 3)).astype(np.float32)
     actions_eager, state_eager = eager.predict(obs, deterministic=True)
-    actions_compiled, state_compiled = compiled.predict(obs, deterministic=True)
+    # On CUDA (device="auto" on a GPU machine) the compiled steps are CUDA graphs: the first calls record them, the
+    # later ones replay them into the same output memory, which the planner must not read after it is overwritten.
+    for _ in range(3):
+        actions_compiled, state_compiled = compiled.predict(obs, deterministic=True)
     np.testing.assert_allclose(actions_compiled, actions_eager, atol=1e-4)
     np.testing.assert_allclose(state_compiled[0], state_eager[0], atol=1e-4)
     # New weights reach the compiled steps (nothing was baked in as a constant).

@@ -117,7 +117,7 @@ def test_evaluate_policy_runs_with_warm_start(trained_model):
 # ----------------------------------------------------------------------------------- updates
 def test_target_indices_are_the_fsq_indices_of_the_encoder_output(tiny_dcmpc_kwargs):
     tiny_dcmpc_kwargs["policy_kwargs"]["latent_dim"] = 2
-    model = DCMPC("MlpPolicy", "Pendulum-v1", **tiny_dcmpc_kwargs)
+    model = DCMPC("MlpPolicy", "Pendulum-v1", device="cpu", **tiny_dcmpc_kwargs)
     policy = model.policy
     # Encoder output z = [[0, 0], [5, -5]] for every observation: codes (0, 0) and (1, -1).
     policy.encoder = th.nn.Sequential(th.nn.Linear(3, 4))
@@ -177,7 +177,7 @@ def test_world_model_loss_and_gradient_match_a_plain_reference(tiny_dcmpc_kwargs
 
     import sb3_worldmodels.dcmpc.dcmpc as dcmpc_module
 
-    model = DCMPC("MlpPolicy", "Pendulum-v1", seed=0, max_grad_norm=1e9, **tiny_dcmpc_kwargs)
+    model = DCMPC("MlpPolicy", "Pendulum-v1", seed=0, max_grad_norm=1e9, device="cpu", **tiny_dcmpc_kwargs)
     model.learn(60)
     policy, H = model.policy, model.horizon
     data = model.replay_buffer.sample_sequences(16, model.sequence_length)
@@ -220,7 +220,7 @@ def test_code_major_logits_and_expected_codes_match_the_stored_slot_major_layer(
     # The dynamics compute their logits code-major with a reordered copy of the output layer (faster softmax and
     # expectation over the 15 codes); values and gradients must be those of the stored slot-major layer.
     th.manual_seed(1)
-    policy = DCMPC("MlpPolicy", "Pendulum-v1", **tiny_dcmpc_kwargs).policy
+    policy = DCMPC("MlpPolicy", "Pendulum-v1", device="cpu", **tiny_dcmpc_kwargs).policy
     slots, size = policy.latent_dim, policy.quantizer.codebook_size
     obs, action = th.randn(32, 3) * 3, th.rand(32, 1) * 2 - 1
     codes = policy.encode(obs)

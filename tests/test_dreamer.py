@@ -138,7 +138,7 @@ def test_actor_gradient_flows_through_the_dynamics(tiny_dreamer_kwargs):
 
 
 def test_actor_entropy_scale_adds_the_weighted_entropy_to_the_actor_loss(tiny_dreamer_kwargs):
-    model = Dreamer("MlpPolicy", "Pendulum-v1", seed=0, **tiny_dreamer_kwargs)
+    model = Dreamer("MlpPolicy", "Pendulum-v1", seed=0, device="cpu", **tiny_dreamer_kwargs)
     model.learn(110)
     _, posterior = model._update_world_model(model.replay_buffer.sample_sequences(4, 7))
     # No parameter moves, so each call below sees the same networks and, reseeded, the same noise.
@@ -301,7 +301,7 @@ def test_deterministic_acting_draws_no_random_numbers(action_space, tiny_dreamer
     # Otherwise an evaluation would shift the training run's random stream, and curves would depend on how often
     # they are evaluated.
     env = "Pendulum-v1" if action_space == "box" else "CartPole-v1"
-    model = Dreamer("MlpPolicy", env, seed=0, **tiny_dreamer_kwargs)
+    model = Dreamer("MlpPolicy", env, seed=0, device="cpu", **tiny_dreamer_kwargs)  # the CPU's generator is checked
     obs = model.env.reset()
     rng = th.get_rng_state()
     action, state = model.predict(obs, deterministic=True)

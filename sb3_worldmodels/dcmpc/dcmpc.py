@@ -29,7 +29,9 @@ def _flatten_time(obs: th.Tensor | dict[str, th.Tensor]) -> th.Tensor | dict[str
     return obs.flatten(0, 1)
 
 
-def _select_time(obs: th.Tensor | dict[str, th.Tensor], index: slice | list[int] | int):
+def _select_time(obs: th.Tensor | dict[str, th.Tensor], index: slice | int):
+    """The steps ``index`` of ``(B, T, ...)`` observations. A slice or an int gives a view; a list of indices would
+    copy itself to the device first, which makes the host wait for a CUDA device."""
     if isinstance(obs, dict):
         return {key: value[:, index] for key, value in obs.items()}
     return obs[:, index]
@@ -430,7 +432,7 @@ class DCMPC(WorldModelAlgorithm):
         """REDQ TD learning on the code of the first step with an n-step target (DC-MPC Sec. 3.2)."""
         policy, n = self.policy, self.n_steps
         with th.no_grad():
-            both = _flatten_time(_select_time(data.observations, [0, n]))
+            both = _flatten_time(_select_time(data.observations, slice(0, n + 1, n)))  # steps 0 and n
             codes, next_codes = policy.encode(both).view(-1, 2, policy.code_dim).unbind(dim=1)
             noise = (self.target_policy_noise * th.randn_like(data.actions[:, 0])).clamp(
                 -self.target_noise_clip, self.target_noise_clip

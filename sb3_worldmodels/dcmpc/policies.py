@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -11,7 +11,7 @@ import torch as th
 import torch.nn.functional as F
 from gymnasium import spaces
 from stable_baselines3.common.policies import BasePolicy
-from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, CombinedExtractor, FlattenExtractor
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, FlattenExtractor
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
@@ -240,10 +240,16 @@ class DCMPCPolicy(BasePolicy):
         The compiled functions belong to this process; they are not saved (``DCMPC(compile_planner=True)`` compiles
         again after loading).
         """
-        mode = "reduce-overhead" if self.device.type == "cuda" else None
+        cuda = self.device.type == "cuda"
+        mode = "reduce-overhead" if cuda else None
+        imagine = th.compile(type(self)._imagine_step.__get__(self), mode=mode, dynamic=False)
+        prior = th.compile(type(self).policy_prior.__get__(self), mode=mode, dynamic=False)
+        if cuda:
+            # A CUDA graph writes the outputs of every replay into the same memory, so a latent kept from one step
+            # would be overwritten by the next replay (PyTorch raises when it is read): each step's outputs are copied.
+            imagine, prior = _copying_outputs(imagine), _copying_outputs(prior)
         # Instance attributes shadow the methods of the same name for the planner's calls.
-        self._imagine_step = th.compile(type(self)._imagine_step.__get__(self), mode=mode, dynamic=False)
-        self.policy_prior = th.compile(type(self).policy_prior.__get__(self), mode=mode, dynamic=False)
+        self._imagine_step, self.policy_prior = imagine, prior
 
     # ------------------------------------------------------------------- acting
     def plan(
@@ -306,8 +312,34 @@ class DCMPCPolicy(BasePolicy):
 MlpPolicy = DCMPCPolicy
 
 
+def _copying_outputs(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` whose tensor output, or tuple of tensors, is cloned (out of a CUDA graph's reused output memory)."""
+
+    def copying(*args: Any) -> Any:
+        out = fn(*args)
+        return tuple(t.clone() for t in out) if isinstance(out, tuple) else out.clone()
+
+    return copying
+
+
+class DictVectorExtractor(BaseFeaturesExtractor):
+    """The Box entries of a Dict observation, each flattened, concatenated in the Dict's key order.
+
+    As SB3's ``CombinedExtractor`` for vectors, and a 0-d Box (dm_control walker's ``height``) is one feature: SB3's
+    batched observation of a 0-d Box has no feature dimension, which ``nn.Flatten`` cannot flatten.
+    """
+
+    def __init__(self, observation_space: spaces.Dict):
+        sizes = {key: int(np.prod(space.shape)) for key, space in observation_space.spaces.items()}
+        super().__init__(observation_space, features_dim=sum(sizes.values()))
+        self.keys = list(sizes)
+
+    def forward(self, observations: dict[str, th.Tensor]) -> th.Tensor:
+        return th.cat([observations[key].reshape(observations[key].shape[0], -1) for key in self.keys], dim=1)
+
+
 class MultiInputPolicy(DCMPCPolicy):
     """DC-MPC policy for Dict observation spaces (e.g. dm_control through shimmy): keys are flattened and concatenated."""
 
-    def __init__(self, *args, features_extractor_class: type[BaseFeaturesExtractor] = CombinedExtractor, **kwargs):
+    def __init__(self, *args, features_extractor_class: type[BaseFeaturesExtractor] = DictVectorExtractor, **kwargs):
         super().__init__(*args, features_extractor_class=features_extractor_class, **kwargs)

@@ -176,7 +176,7 @@ class Dreamer(WorldModelAlgorithm):
             if is_image(space):
                 if sorted(space.shape)[1:] != [64, 64]:
                     raise ValueError(f"Dreamer's CNN takes 64x64 images; the {name} is {space.shape}. Resize the images.")
-            elif len(space.shape) != 1:
+            elif len(space.shape) > 1:  # a vector, or a 0-d Box (one feature)
                 raise ValueError(f"Dreamer supports observations that are {supported}; the {name} has shape {space.shape}.")
 
     def _setup_model(self) -> None:

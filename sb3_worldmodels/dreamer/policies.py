@@ -306,7 +306,8 @@ class DreamerPolicy(BasePolicy):
                 value = value.float()
                 out[key] = value / 255.0 - 0.5 if self.normalize_images else value
             else:
-                out[key] = value.float().flatten(start_dim=value.dim() - len(self.parts[key].shape))
+                # A 0-d Box (dm_control walker's height) becomes one feature, as flatten cannot add a dimension.
+                out[key] = value.float().reshape(*value.shape[: value.dim() - len(self.parts[key].shape)], -1)
         return out
 
     def embed(self, obs: dict[str, th.Tensor]) -> th.Tensor:
