@@ -36,33 +36,51 @@ class Rate(NamedTuple):
     best: float
 
 
-def matmul_rate(dtype: th.dtype, size: int = 1024, repeats: int = 20) -> Rate:
-    """FLOP/s of square matrix products of ``size`` in ``dtype``."""
-    a, b = th.randn(size, size, dtype=dtype), th.randn(size, size, dtype=dtype)
+def add_device_option(parser: argparse.ArgumentParser) -> None:
+    """``--device cpu|cuda``: where the model runs and where the matmul rate is measured."""
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+
+
+def synchronize(device: th.device | str) -> None:
+    """Wait for the work queued on ``device`` (CUDA runs asynchronously: a host clock read without this times the launch)."""
+    if th.device(device).type == "cuda":
+        th.cuda.synchronize(device)
+
+
+def matmul_rate(dtype: th.dtype, size: int = 1024, repeats: int = 20, device: th.device | str = "cpu") -> Rate:
+    """FLOP/s of square matrix products of ``size`` in ``dtype`` on ``device``.
+
+    On CUDA, float32 products run in full float32 (PyTorch's default ``float32_matmul_precision("highest")``, no TF32).
+    """
+    a, b = th.randn(size, size, dtype=dtype, device=device), th.randn(size, size, dtype=dtype, device=device)
     for _ in range(3):
         a @ b
     times = []
     for _ in range(repeats):
+        synchronize(device)
         start = time.perf_counter()
         a @ b
+        synchronize(device)
         times.append(time.perf_counter() - start)
     return Rate(2 * size**3 / statistics.median(times), 2 * size**3 / min(times))
 
 
-def call_times(fn: Callable[[], object], repeats: int) -> list[float]:
-    """Wall-clock seconds of ``repeats`` calls of ``fn``, after one warm-up call."""
+def call_times(fn: Callable[[], object], repeats: int, device: th.device | str = "cpu") -> list[float]:
+    """Wall-clock seconds of ``repeats`` calls of ``fn``, after one warm-up call, each until ``device`` is idle."""
     fn()
     times = []
     for _ in range(repeats):
+        synchronize(device)
         start = time.perf_counter()
         fn()
+        synchronize(device)
         times.append(time.perf_counter() - start)
     return times
 
 
-def median_time(fn: Callable[[], object], repeats: int) -> float:
+def median_time(fn: Callable[[], object], repeats: int, device: th.device | str = "cpu") -> float:
     """Median wall-clock seconds of ``fn`` over ``repeats`` calls, after one warm-up call."""
-    return statistics.median(call_times(fn, repeats))
+    return statistics.median(call_times(fn, repeats, device))
 
 
 def count_flops(fn: Callable[[], object]) -> int:
@@ -90,3 +108,10 @@ def print_table(rows: list[tuple[str, float, list[float]]], rates: list[Rate], p
             f"| {name} | {flops / 1e9:.2f} | {floor * 1e3:.1f} | {median * 1e3:.1f} | {median / floor:.2f} "
             f"| {best_floor * 1e3:.1f} | {fastest * 1e3:.1f} | {fastest / best_floor:.2f} |"
         )
+
+
+def describe(device: th.device | str) -> str:
+    """The device in words, for the header of a result (the CPU model is left to the caller's notes)."""
+    if th.device(device).type == "cuda":
+        return f"cuda ({th.cuda.get_device_name(device)})"
+    return "cpu"

@@ -1,13 +1,14 @@
 """Speed and memory of DC-MPC's two hot calls: one MPPI planning call and one gradient update.
 
     python benchmarks/dcmpc_speed.py [--size paper|pendulum-cpu] [--threads 2] [--repeats 5] [--mixed-precision bf16]
-        [--compile-planner] [--malloc keep-freed|default]
+        [--compile-planner] [--malloc keep-freed|default] [--device cpu|cuda]
 
 For each call it reports the matrix-product FLOPs (counted by ``torch.utils.flop_counter`` from the layer
 sizes actually run, backward included), the fp32 matmul rate of this machine measured in the same run, the
 "floor" time FLOPs / rate (the bf16 rate with ``--mixed-precision bf16``), the median measured time after
 warm-up, and their ratio. It also reports the
-process's peak resident memory.
+process's peak resident memory. With ``--device cuda`` the model and the matmul rate are on the GPU (8192^3 products),
+each timed call ends when the GPU is idle, and the GPU's peak allocated memory is reported as well.
 """
 
 from __future__ import annotations
@@ -18,15 +19,25 @@ import resource
 import gymnasium as gym
 import numpy as np
 import torch as th
-from _timing import Rate, add_malloc_option, apply_malloc_option, call_times, count_flops, matmul_rate, print_table
+from _timing import (
+    Rate,
+    add_device_option,
+    add_malloc_option,
+    apply_malloc_option,
+    call_times,
+    count_flops,
+    describe,
+    matmul_rate,
+    print_table,
+)
 from stable_baselines3.common.logger import configure
 
 from sb3_worldmodels import DCMPC
 from sb3_worldmodels.presets import DCMPC_PENDULUM_CPU
 
 
-def build(size: str, mixed_precision: str | None = None) -> DCMPC:
-    extra = dict(mixed_precision=mixed_precision)
+def build(size: str, mixed_precision: str | None = None, device: str = "cpu") -> DCMPC:
+    extra = dict(mixed_precision=mixed_precision, device=device)
     if size == "paper":
         # walker-walk: obs 24, action 6; every network size is the paper default.
         env = gym.make("Pendulum-v1")  # replaced below by a Box env of walker's sizes
@@ -34,9 +45,9 @@ def build(size: str, mixed_precision: str | None = None) -> DCMPC:
             env, lambda o: np.zeros(24, np.float32), gym.spaces.Box(-np.inf, np.inf, (24,), np.float32)
         )
         env.action_space = gym.spaces.Box(-1, 1, (6,), np.float32)
-        return DCMPC("MlpPolicy", env, buffer_size=10_000, learning_starts=0, device="cpu", **extra)
+        return DCMPC("MlpPolicy", env, buffer_size=10_000, learning_starts=0, **extra)
     kwargs = {**DCMPC_PENDULUM_CPU, "learning_starts": 0, **extra}
-    return DCMPC("MlpPolicy", "Pendulum-v1", device="cpu", **kwargs)
+    return DCMPC("MlpPolicy", "Pendulum-v1", **kwargs)
 
 
 def fill_buffer(model: DCMPC, n: int) -> None:
@@ -48,12 +59,12 @@ def fill_buffer(model: DCMPC, n: int) -> None:
         buffer.add(obs, obs, np.random.uniform(-1, 1, (1, act_dim)), np.random.randn(1), np.array([k % 500 == 499]), [{}])
 
 
-def ready_for_updates(size: str, mixed_precision: str | None = None) -> DCMPC:
+def ready_for_updates(size: str, mixed_precision: str | None = None, device: str = "cpu") -> DCMPC:
     """A seeded model of ``size`` with a silent logger and 2000 random transitions, past its pretraining burst, so that
     ``train()`` times regular updates."""
     th.manual_seed(0)
     np.random.seed(0)
-    model = build(size, mixed_precision)
+    model = build(size, mixed_precision, device)
     model.set_logger(configure(None, []))  # train() records its losses; nothing is written
     fill_buffer(model, 2000)
     model._pretrained = True  # time one regular update, not the pretraining burst
@@ -68,12 +79,13 @@ def main() -> None:
     parser.add_argument("--mixed-precision", choices=["fp32", "bf16", "fp16"], default="fp32")
     parser.add_argument("--compile-planner", action="store_true", help="DCMPC(compile_planner=True)")
     add_malloc_option(parser)
+    add_device_option(parser)
     args = parser.parse_args()
     apply_malloc_option(args)
     th.set_num_threads(args.threads)
-    model = ready_for_updates(args.size, None if args.mixed_precision == "fp32" else args.mixed_precision)
+    model = ready_for_updates(args.size, None if args.mixed_precision == "fp32" else args.mixed_precision, args.device)
     obs = np.random.randn(1, model.observation_space.shape[0]).astype(np.float32)
-    obs_tensor = th.as_tensor(obs)
+    obs_tensor = th.as_tensor(obs, device=args.device)
 
     def plan():
         model.policy.plan(obs_tensor, deterministic=False, exploration_std=0.1)
@@ -88,30 +100,36 @@ def main() -> None:
 
     # The matmul rate moves with the machine's load: it is measured around every timing, and the floor uses the
     # highest rate seen in the run (the most demanding floor).
-    low = th.bfloat16 if args.mixed_precision == "bf16" else th.float32
+    low = {"bf16": th.bfloat16, "fp16": th.float16}.get(args.mixed_precision, th.float32)
 
     def rate(dtype: th.dtype) -> Rate:
+        if args.device == "cuda":
+            return matmul_rate(dtype, size=8192, repeats=10, device="cuda")
         # Without native bf16 instructions a 1024^3 bf16 product takes seconds: measure fewer, smaller ones.
         return matmul_rate(dtype) if dtype == th.float32 else matmul_rate(dtype, size=512, repeats=3)
 
-    rates = {th.float32: [rate(th.float32)], th.bfloat16: [rate(th.bfloat16)]}
+    rates = {dtype: [rate(dtype)] for dtype in dict.fromkeys([th.float32, th.bfloat16, low])}
     rows = []
     for name, fn, per_call in (("planning call", plan, 1), ("gradient update", two_updates, 2)):
         flops = count_flops(fn) / per_call  # counted eagerly
         if args.compile_planner and name == "planning call":
             model.policy.compile_planner()  # as DCMPC(compile_planner=True) does; the warm-up call compiles
         rates[low].append(rate(low))
-        times = [t / per_call for t in call_times(fn, args.repeats)]
+        times = [t / per_call for t in call_times(fn, args.repeats, args.device)]
         rates[low].append(rate(low))
         rows.append((name, flops, times))
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     setting = f"size={args.size} precision={args.mixed_precision} compiled={args.compile_planner} malloc={args.malloc}"
-    print(f"{setting} threads={args.threads} repeats={args.repeats} torch={th.__version__}")
-    for dtype, name in ((th.float32, "fp32"), (th.bfloat16, "bf16")):
+    print(f"{setting} threads={args.threads} repeats={args.repeats} torch={th.__version__} device={describe(args.device)}")
+    for dtype, name in ((th.float32, "fp32"), (th.bfloat16, "bf16"), (th.float16, "fp16")):
+        if dtype not in rates:
+            continue
         shown = ", ".join(f"{r.median / 1e9:.0f} ({r.best / 1e9:.0f})" for r in rates[dtype])
         print(f"matmul rate {name} (GFLOP/s, median (fastest) product, in order of measurement): {shown}")
-    print_table(rows, rates[low], "bf16" if args.mixed_precision == "bf16" else "fp32")
+    print_table(rows, rates[low], args.mixed_precision)
     print(f"peak resident memory: {peak_mib:.0f} MiB")
+    if args.device == "cuda":
+        print(f"peak GPU memory allocated: {th.cuda.max_memory_allocated() / 2**20:.0f} MiB")
 
 
 if __name__ == "__main__":

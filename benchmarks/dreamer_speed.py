@@ -1,14 +1,16 @@
 """Speed and memory of one Dreamer gradient update (world model + imagination actor-critic).
 
     python benchmarks/dreamer_speed.py [--size paper|paper-vector|pendulum-cpu|pixels-cpu] [--threads 2] [--repeats 3]
-        [--malloc keep-freed|default]
+        [--malloc keep-freed|default] [--device cpu|cuda] [--mixed-precision fp32|bf16|fp16]
 
 ``paper``: 64x64x3 images, 6-D actions, every network size and the batch (50 sequences x 50 steps) as in the paper;
 ``paper-vector``: the same with a 24-D vector observation (walker-walk's state); ``pendulum-cpu``: the
 ``DREAMER_PENDULUM_CPU`` preset; ``pixels-cpu``: the ``DREAMER_PIXELS_CPU`` preset with 64x64x3 images and a 1-D
 action (cartpole). Reports FLOPs of matrix products and convolutions (``torch.utils.flop_counter``, backward
 included), the fp32 matmul rate measured in the same run, the floor FLOPs / rate, the median time after warm-up and
-their ratio, and the peak resident memory.
+their ratio, and the peak resident memory. With ``--device cuda`` the model and the matmul rate (8192^3 products,
+float32 without TF32; cuDNN's convolutions use TF32, PyTorch's default) are on the GPU, each timed update ends when
+the GPU is idle, and the GPU's peak allocated memory is reported too.
 """
 
 from __future__ import annotations
@@ -19,7 +21,16 @@ import resource
 import gymnasium as gym
 import numpy as np
 import torch as th
-from _timing import add_malloc_option, apply_malloc_option, call_times, count_flops, matmul_rate, print_table
+from _timing import (
+    add_device_option,
+    add_malloc_option,
+    apply_malloc_option,
+    call_times,
+    count_flops,
+    describe,
+    matmul_rate,
+    print_table,
+)
 from stable_baselines3.common.logger import configure
 
 from sb3_worldmodels import Dreamer
@@ -40,17 +51,17 @@ class ShapeEnv(gym.Env):
         return self.observation_space.sample(), 0.0, False, False, {}
 
 
-def build(size: str) -> Dreamer:
+def build(size: str, **extra) -> Dreamer:
     if size == "paper":
         env = ShapeEnv(gym.spaces.Box(0, 255, (64, 64, 3), np.uint8), 6)
-        return Dreamer("CnnPolicy", env, buffer_size=5000, learning_starts=0, device="cpu")
+        return Dreamer("CnnPolicy", env, buffer_size=5000, learning_starts=0, **extra)
     if size == "paper-vector":
         env = ShapeEnv(gym.spaces.Box(-np.inf, np.inf, (24,), np.float32), 6)
-        return Dreamer("MlpPolicy", env, buffer_size=5000, learning_starts=0, device="cpu")
+        return Dreamer("MlpPolicy", env, buffer_size=5000, learning_starts=0, **extra)
     if size == "pixels-cpu":
         env = ShapeEnv(gym.spaces.Box(0, 255, (64, 64, 3), np.uint8), 1)
-        return Dreamer("CnnPolicy", env, device="cpu", **{**DREAMER_PIXELS_CPU, "learning_starts": 0, "buffer_size": 5000})
-    return Dreamer("MlpPolicy", "Pendulum-v1", device="cpu", **{**DREAMER_PENDULUM_CPU, "learning_starts": 0})
+        return Dreamer("CnnPolicy", env, **{**DREAMER_PIXELS_CPU, "learning_starts": 0, "buffer_size": 5000, **extra})
+    return Dreamer("MlpPolicy", "Pendulum-v1", **{**DREAMER_PENDULUM_CPU, "learning_starts": 0, **extra})
 
 
 def fill_buffer(model: Dreamer, n: int) -> None:
@@ -63,11 +74,11 @@ def fill_buffer(model: Dreamer, n: int) -> None:
         )
 
 
-def ready_for_updates(size: str) -> Dreamer:
+def ready_for_updates(size: str, device: str = "cpu", mixed_precision: str | None = None) -> Dreamer:
     """A seeded model of ``size`` with a silent logger and 2000 random transitions, ready for timed ``train()`` calls."""
     th.manual_seed(0)
     np.random.seed(0)
-    model = build(size)
+    model = build(size, device=device, mixed_precision=mixed_precision)
     model.set_logger(configure(None, []))  # train() records its losses; nothing is written
     fill_buffer(model, 2000)
     return model
@@ -78,31 +89,40 @@ def main() -> None:
     parser.add_argument("--size", choices=["paper", "paper-vector", "pendulum-cpu", "pixels-cpu"], default="paper")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--mixed-precision", choices=["fp32", "bf16", "fp16"], default="fp32")
     add_malloc_option(parser)
+    add_device_option(parser)
     args = parser.parse_args()
     apply_malloc_option(args)
     th.set_num_threads(args.threads)
-    model = ready_for_updates(args.size)
+    model = ready_for_updates(args.size, args.device, None if args.mixed_precision == "fp32" else args.mixed_precision)
 
     def update():
         model.train(gradient_steps=1, batch_size=model.batch_size)
 
-    before = matmul_rate(th.float32)
+    low = {"bf16": th.bfloat16, "fp16": th.float16}.get(args.mixed_precision, th.float32)
+    sizes = dict(size=8192, repeats=10, device="cuda") if args.device == "cuda" else {}
+    before = matmul_rate(low, **sizes)
     flops = count_flops(update)
-    times = call_times(update, args.repeats)
-    after = matmul_rate(th.float32)
+    times = call_times(update, args.repeats, args.device)
+    after = matmul_rate(low, **sizes)
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(
-        f"size={args.size} threads={args.threads} repeats={args.repeats} malloc={args.malloc} torch={th.__version__}", end=" "
+        f"size={args.size} precision={args.mixed_precision} threads={args.threads} repeats={args.repeats} "
+        f"malloc={args.malloc} torch={th.__version__} device={describe(args.device)}",
+        end=" ",
     )
     print(f"batch={model.batch_size}x{model.batch_length}")
     print(
-        f"matmul rate (GFLOP/s, median (fastest) product): {before.median / 1e9:.0f} ({before.best / 1e9:.0f}) before, "
+        f"{args.mixed_precision} matmul rate (GFLOP/s, median (fastest) product): "
+        f"{before.median / 1e9:.0f} ({before.best / 1e9:.0f}) before, "
         f"{after.median / 1e9:.0f} ({after.best / 1e9:.0f}) after the timings"
     )
     # The floor uses the higher of the two rates (the most demanding floor): the rate moves with the machine's load.
-    print_table([("gradient update", flops, times)], [before, after])
+    print_table([("gradient update", flops, times)], [before, after], args.mixed_precision)
     print(f"peak resident memory: {peak_mib:.0f} MiB")
+    if args.device == "cuda":
+        print(f"peak GPU memory allocated: {th.cuda.max_memory_allocated() / 2**20:.0f} MiB")
 
 
 if __name__ == "__main__":
