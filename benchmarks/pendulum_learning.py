@@ -128,8 +128,9 @@ def plot(folder: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     colors = {"dcmpc": "tab:blue", "dreamer": "tab:green", "sac": "tab:orange"}
     labels = sorted({r.get("label", r["algo"]) for r in runs}, key=lambda name: (name not in colors, name))
+    others = iter(["tab:purple", "tab:red", "tab:brown", "tab:pink", "tab:gray", "tab:olive", "tab:cyan"])
     for label in labels:
-        color = colors.get(label, "tab:purple")
+        color = colors.get(label) or next(others)
         group = [r for r in runs if r.get("label", r["algo"]) == label]
         n = min(len(r["steps"]) for r in group)
         steps = np.array(group[0]["steps"][:n])
