@@ -196,6 +196,22 @@ def test_dict_observations_with_multi_input_policy(algo, tiny, tmp_path):
     np.testing.assert_allclose(loaded.predict(obs, deterministic=True)[0], actions, atol=1e-5)
 
 
+@pytest.mark.parametrize("algo, tiny", ALGOS)
+def test_dm_control_walker_through_shimmy(algo, tiny):
+    # The Zoo files list dm_control/walker-walk-v0: a Dict observation whose "height" is a 0-d Box.
+    import shimmy
+
+    gym.register_envs(shimmy)
+    env = gym.make("dm_control/walker-walk-v0")
+    assert env.observation_space["height"].shape == ()
+    model = algo("MultiInputPolicy", env, seed=0, **{**tiny, "policy_kwargs": dict(tiny["policy_kwargs"])})
+    model.learn(tiny["learning_starts"] + 10)
+    assert model._n_updates > 0
+    obs, _ = env.reset(seed=0)
+    action, _ = model.predict(obs, deterministic=True)
+    assert action.shape == (6,) and np.all(np.abs(action) <= 1)
+
+
 # ------------------------------------------------------------------------ episodes and buffer sizes
 @pytest.mark.parametrize("algo, tiny", ALGOS)
 def test_a_buffer_smaller_than_one_sequence_is_rejected_at_construction(algo, tiny):

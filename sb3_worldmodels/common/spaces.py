@@ -35,10 +35,14 @@ def check_vector_observation_space(observation_space: spaces.Space, algo: str) -
 
 
 def as_contiguous(observation: Any) -> Any:
-    """Contiguous copies of observation arrays: rendered frames (dm_control) can have negative strides, which torch rejects."""
+    """Contiguous copies of observation arrays: rendered frames (dm_control) can have negative strides, which torch rejects.
+
+    ``np.asarray(order="C")`` rather than ``np.ascontiguousarray``, which turns a 0-d array (dm_control walker's
+    ``height``) into shape ``(1,)``, and a single observation would then look like a batch to SB3.
+    """
     if isinstance(observation, dict):
-        return {key: np.ascontiguousarray(value) for key, value in observation.items()}
-    return np.ascontiguousarray(observation)
+        return {key: np.asarray(value, order="C") for key, value in observation.items()}
+    return np.asarray(observation, order="C")
 
 
 def to_env_actions(action_space: spaces.Space, actions: np.ndarray, vectorized: bool, unscale: Any) -> np.ndarray:
