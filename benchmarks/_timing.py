@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import time
 from collections.abc import Callable
@@ -41,6 +42,20 @@ def add_device_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
 
 
+#: ``--mixed-precision`` choices and the dtype of their matrix products.
+PRECISIONS = {"fp32": th.float32, "bf16": th.bfloat16, "fp16": th.float16}
+
+
+def add_precision_option(parser: argparse.ArgumentParser) -> None:
+    """``--mixed-precision fp32|bf16|fp16``; :func:`mixed_precision` gives the constructor argument."""
+    parser.add_argument("--mixed-precision", choices=list(PRECISIONS), default="fp32")
+
+
+def mixed_precision(args: argparse.Namespace) -> str | None:
+    """The algorithms' ``mixed_precision`` argument for ``--mixed-precision`` (``None`` for fp32)."""
+    return None if args.mixed_precision == "fp32" else args.mixed_precision
+
+
 def synchronize(device: th.device | str) -> None:
     """Wait for the work queued on ``device`` (CUDA runs asynchronously: a host clock read without this times the launch)."""
     if th.device(device).type == "cuda":
@@ -63,6 +78,15 @@ def matmul_rate(dtype: th.dtype, size: int = 1024, repeats: int = 20, device: th
         synchronize(device)
         times.append(time.perf_counter() - start)
     return Rate(2 * size**3 / statistics.median(times), 2 * size**3 / min(times))
+
+
+def device_matmul_rate(dtype: th.dtype, device: th.device | str) -> Rate:
+    """:func:`matmul_rate` at sizes that suit ``device``: 8192^3 products on CUDA (smaller ones time the launch more
+    than the product); on the CPU 1024^3 in float32, and fewer 512^3 products in lower precision, which without native
+    bf16 / fp16 instructions take seconds at 1024."""
+    if th.device(device).type == "cuda":
+        return matmul_rate(dtype, size=8192, repeats=10, device=device)
+    return matmul_rate(dtype) if dtype == th.float32 else matmul_rate(dtype, size=512, repeats=3)
 
 
 def call_times(fn: Callable[[], object], repeats: int, device: th.device | str = "cpu") -> list[float]:
@@ -108,6 +132,13 @@ def print_table(rows: list[tuple[str, float, list[float]]], rates: list[Rate], p
             f"| {name} | {flops / 1e9:.2f} | {floor * 1e3:.1f} | {median * 1e3:.1f} | {median / floor:.2f} "
             f"| {best_floor * 1e3:.1f} | {fastest * 1e3:.1f} | {fastest / best_floor:.2f} |"
         )
+
+
+def print_peak_memory(device: th.device | str) -> None:
+    """The process's peak resident memory, and on CUDA the GPU memory PyTorch allocated at most."""
+    print(f"peak resident memory: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+    if th.device(device).type == "cuda":
+        print(f"peak GPU memory allocated: {th.cuda.max_memory_allocated(device) / 2**20:.0f} MiB")
 
 
 def describe(device: th.device | str) -> str:

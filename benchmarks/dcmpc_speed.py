@@ -14,20 +14,22 @@ each timed call ends when the GPU is idle, and the GPU's peak allocated memory i
 from __future__ import annotations
 
 import argparse
-import resource
 
 import gymnasium as gym
 import numpy as np
 import torch as th
 from _timing import (
-    Rate,
+    PRECISIONS,
     add_device_option,
     add_malloc_option,
+    add_precision_option,
     apply_malloc_option,
     call_times,
     count_flops,
     describe,
-    matmul_rate,
+    device_matmul_rate,
+    mixed_precision,
+    print_peak_memory,
     print_table,
 )
 from stable_baselines3.common.logger import configure
@@ -76,14 +78,14 @@ def main() -> None:
     parser.add_argument("--size", choices=["paper", "pendulum-cpu"], default="paper")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--mixed-precision", choices=["fp32", "bf16", "fp16"], default="fp32")
+    add_precision_option(parser)
     parser.add_argument("--compile-planner", action="store_true", help="DCMPC(compile_planner=True)")
     add_malloc_option(parser)
     add_device_option(parser)
     args = parser.parse_args()
     apply_malloc_option(args)
     th.set_num_threads(args.threads)
-    model = ready_for_updates(args.size, None if args.mixed_precision == "fp32" else args.mixed_precision, args.device)
+    model = ready_for_updates(args.size, mixed_precision(args), args.device)
     obs = np.random.randn(1, model.observation_space.shape[0]).astype(np.float32)
     obs_tensor = th.as_tensor(obs, device=args.device)
 
@@ -100,36 +102,26 @@ def main() -> None:
 
     # The matmul rate moves with the machine's load: it is measured around every timing, and the floor uses the
     # highest rate seen in the run (the most demanding floor).
-    low = {"bf16": th.bfloat16, "fp16": th.float16}.get(args.mixed_precision, th.float32)
-
-    def rate(dtype: th.dtype) -> Rate:
-        if args.device == "cuda":
-            return matmul_rate(dtype, size=8192, repeats=10, device="cuda")
-        # Without native bf16 instructions a 1024^3 bf16 product takes seconds: measure fewer, smaller ones.
-        return matmul_rate(dtype) if dtype == th.float32 else matmul_rate(dtype, size=512, repeats=3)
-
-    rates = {dtype: [rate(dtype)] for dtype in dict.fromkeys([th.float32, th.bfloat16, low])}
+    low = PRECISIONS[args.mixed_precision]
+    rates = {dtype: [device_matmul_rate(dtype, args.device)] for dtype in dict.fromkeys([th.float32, th.bfloat16, low])}
     rows = []
     for name, fn, per_call in (("planning call", plan, 1), ("gradient update", two_updates, 2)):
         flops = count_flops(fn) / per_call  # counted eagerly
         if args.compile_planner and name == "planning call":
             model.policy.compile_planner()  # as DCMPC(compile_planner=True) does; the warm-up call compiles
-        rates[low].append(rate(low))
+        rates[low].append(device_matmul_rate(low, args.device))
         times = [t / per_call for t in call_times(fn, args.repeats, args.device)]
-        rates[low].append(rate(low))
+        rates[low].append(device_matmul_rate(low, args.device))
         rows.append((name, flops, times))
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     setting = f"size={args.size} precision={args.mixed_precision} compiled={args.compile_planner} malloc={args.malloc}"
     print(f"{setting} threads={args.threads} repeats={args.repeats} torch={th.__version__} device={describe(args.device)}")
-    for dtype, name in ((th.float32, "fp32"), (th.bfloat16, "bf16"), (th.float16, "fp16")):
+    for name, dtype in PRECISIONS.items():
         if dtype not in rates:
             continue
         shown = ", ".join(f"{r.median / 1e9:.0f} ({r.best / 1e9:.0f})" for r in rates[dtype])
         print(f"matmul rate {name} (GFLOP/s, median (fastest) product, in order of measurement): {shown}")
     print_table(rows, rates[low], args.mixed_precision)
-    print(f"peak resident memory: {peak_mib:.0f} MiB")
-    if args.device == "cuda":
-        print(f"peak GPU memory allocated: {th.cuda.max_memory_allocated() / 2**20:.0f} MiB")
+    print_peak_memory(args.device)
 
 
 if __name__ == "__main__":

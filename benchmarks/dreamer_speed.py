@@ -16,19 +16,22 @@ the GPU is idle, and the GPU's peak allocated memory is reported too.
 from __future__ import annotations
 
 import argparse
-import resource
 
 import gymnasium as gym
 import numpy as np
 import torch as th
 from _timing import (
+    PRECISIONS,
     add_device_option,
     add_malloc_option,
+    add_precision_option,
     apply_malloc_option,
     call_times,
     count_flops,
     describe,
-    matmul_rate,
+    device_matmul_rate,
+    mixed_precision,
+    print_peak_memory,
     print_table,
 )
 from stable_baselines3.common.logger import configure
@@ -89,24 +92,22 @@ def main() -> None:
     parser.add_argument("--size", choices=["paper", "paper-vector", "pendulum-cpu", "pixels-cpu"], default="paper")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--mixed-precision", choices=["fp32", "bf16", "fp16"], default="fp32")
+    add_precision_option(parser)
     add_malloc_option(parser)
     add_device_option(parser)
     args = parser.parse_args()
     apply_malloc_option(args)
     th.set_num_threads(args.threads)
-    model = ready_for_updates(args.size, args.device, None if args.mixed_precision == "fp32" else args.mixed_precision)
+    model = ready_for_updates(args.size, args.device, mixed_precision(args))
 
     def update():
         model.train(gradient_steps=1, batch_size=model.batch_size)
 
-    low = {"bf16": th.bfloat16, "fp16": th.float16}.get(args.mixed_precision, th.float32)
-    sizes = dict(size=8192, repeats=10, device="cuda") if args.device == "cuda" else {}
-    before = matmul_rate(low, **sizes)
+    low = PRECISIONS[args.mixed_precision]
+    before = device_matmul_rate(low, args.device)
     flops = count_flops(update)
     times = call_times(update, args.repeats, args.device)
-    after = matmul_rate(low, **sizes)
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    after = device_matmul_rate(low, args.device)
     print(
         f"size={args.size} precision={args.mixed_precision} threads={args.threads} repeats={args.repeats} "
         f"malloc={args.malloc} torch={th.__version__} device={describe(args.device)}",
@@ -120,9 +121,7 @@ def main() -> None:
     )
     # The floor uses the higher of the two rates (the most demanding floor): the rate moves with the machine's load.
     print_table([("gradient update", flops, times)], [before, after], args.mixed_precision)
-    print(f"peak resident memory: {peak_mib:.0f} MiB")
-    if args.device == "cuda":
-        print(f"peak GPU memory allocated: {th.cuda.max_memory_allocated() / 2**20:.0f} MiB")
+    print_peak_memory(args.device)
 
 
 if __name__ == "__main__":

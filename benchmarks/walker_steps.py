@@ -26,7 +26,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 import gymnasium as gym  # noqa: E402
 import shimmy  # noqa: E402
 import torch as th  # noqa: E402
-from _timing import describe  # noqa: E402
+from _timing import add_precision_option, describe, mixed_precision  # noqa: E402
 
 from sb3_worldmodels import DCMPC, Dreamer  # noqa: E402
 
@@ -51,7 +51,7 @@ def main() -> None:
     parser.add_argument("--pixels", action="store_true", help="Dreamer on 64x64 frames (action repeat 2)")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--compile-planner", action="store_true", help="DC-MPC: DCMPC(compile_planner=True)")
-    parser.add_argument("--mixed-precision", choices=["fp32", "bf16", "fp16"], default="fp32")
+    add_precision_option(parser)
     parser.add_argument("--learning-starts", type=int, default=1000)
     parser.add_argument("--timed", type=int, default=None, help="timed env steps (default: 500 DC-MPC, 1000 Dreamer)")
     parser.add_argument("--threads", type=int, default=4)
@@ -59,8 +59,7 @@ def main() -> None:
     args = parser.parse_args()
     gym.register_envs(shimmy)  # the dm_control/ ids
     th.set_num_threads(args.threads)
-    precision = None if args.mixed_precision == "fp32" else args.mixed_precision
-    common = dict(seed=0, device=args.device, mixed_precision=precision, learning_starts=args.learning_starts)
+    common = dict(seed=0, device=args.device, mixed_precision=mixed_precision(args), learning_starts=args.learning_starts)
     common.update(json.loads(args.override))
     if args.algo == "dcmpc":
         env_id, policy = "dm_control/walker-walk-v0", "MultiInputPolicy"
