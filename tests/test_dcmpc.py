@@ -187,7 +187,7 @@ def test_world_model_loss_and_gradient_match_a_plain_reference(tiny_dcmpc_kwargs
     batch, slots, size = 16, policy.latent_dim, policy.quantizer.codebook_size
     gumbel = dcmpc_module.gumbel_noise((H - 1, batch, slots, size), "cpu")
     # The algorithm draws its noise code-major, (step, batch, code, slot); the reference below is slot-major.
-    monkeypatch.setattr(dcmpc_module, "gumbel_noise", lambda shape, device: gumbel.transpose(2, 3).contiguous())
+    monkeypatch.setattr(dcmpc_module, "gumbel_noise", lambda shape, device, buffer=None: gumbel.transpose(2, 3).contiguous())
     params = [p for name in ("encoder", "dynamics", "reward") for p in getattr(policy, name).parameters()]
 
     codes = policy.encode(data.observations[:, 0])

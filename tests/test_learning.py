@@ -7,7 +7,7 @@ import pytest
 from stable_baselines3.common.evaluation import evaluate_policy
 
 from sb3_worldmodels import DCMPC, Dreamer
-from sb3_worldmodels.presets import DCMPC_PENDULUM_CPU, DREAMER_PENDULUM_SAMPLE_EFFICIENT
+from sb3_worldmodels.presets import DCMPC_PENDULUM_SAMPLE_EFFICIENT, DREAMER_PENDULUM_SAMPLE_EFFICIENT
 
 # A uniformly random policy scores about -1200 on Pendulum-v1 (-1100 to -1450 over 5 episodes).
 RANDOM_POLICY_RETURN = -1200.0
@@ -19,12 +19,16 @@ RANDOM_POLICY_RETURN = -1200.0
 
 @pytest.mark.slow
 def test_dcmpc_learns_pendulum():
-    model = DCMPC("MlpPolicy", "Pendulum-v1", seed=0, **DCMPC_PENDULUM_CPU)
-    model.learn(2500)
+    # The sample-efficient preset (4 updates per env step) swings up within about 1000-1250 env steps on every seed
+    # measured (BENCHMARKS.md, "DC-MPC vs SAC" and "Session 9"): at 1250 steps its evaluations were -120 to -189 on
+    # seven runs, far from the threshold. The CPU preset's 2500-step test it replaces sat at the edge of its learning
+    # curve (-163 to -571 over three seeds there), so that a change of float rounding alone could fail it.
+    model = DCMPC("MlpPolicy", "Pendulum-v1", seed=0, **DCMPC_PENDULUM_SAMPLE_EFFICIENT)
+    model.learn(1250)
     eval_env = gym.make("Pendulum-v1")
     eval_env.reset(seed=123)
     mean, _ = evaluate_policy(model, eval_env, n_eval_episodes=5, deterministic=True)
-    assert mean > -600.0, f"mean evaluation return {mean:.0f} after 2500 steps (random policy: {RANDOM_POLICY_RETURN:.0f})"
+    assert mean > -400.0, f"mean evaluation return {mean:.0f} after 1250 steps (random policy: {RANDOM_POLICY_RETURN:.0f})"
 
 
 @pytest.mark.slow

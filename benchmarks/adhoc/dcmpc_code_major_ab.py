@@ -10,7 +10,6 @@ round, so that the machine's drift affects both alike. Reported per round: media
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
@@ -21,8 +20,7 @@ import torch as th
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
-from _timing import add_malloc_option, apply_malloc_option  # noqa: E402
-from dcmpc_speed import ready_for_updates  # noqa: E402
+from dcmpc_speed import ab_setup  # noqa: E402
 
 from sb3_worldmodels.dcmpc.dcmpc import _flatten_time, _select_time, gumbel_noise  # noqa: E402
 
@@ -57,13 +55,7 @@ def slot_major_world_model_step(model, data) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=6)
-    add_malloc_option(parser)
-    args = parser.parse_args()
-    apply_malloc_option(args)
-    th.set_num_threads(2)
-    model = ready_for_updates("paper")
+    args, model = ab_setup(__doc__, default_rounds=6)
     policy = model.policy
     data = model.replay_buffer.sample_sequences(model.batch_size, model.sequence_length)
     obs = th.as_tensor(np.random.randn(1, 24).astype(np.float32))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -37,13 +38,29 @@ def _select_time(obs: th.Tensor | dict[str, th.Tensor], index: slice | int):
     return obs[:, index]
 
 
-def gumbel_noise(shape: tuple[int, ...], device: th.device | str) -> th.Tensor:
-    """Standard Gumbel samples ``-log(-log(U))``, ``U ~ Uniform(0, 1)``.
+def gumbel_noise(shape: tuple[int, ...], device: th.device | str, buffer: th.Tensor | None = None) -> th.Tensor:
+    """Standard Gumbel samples ``-log(-log(U))``, ``U ~ Uniform(0, 1)`` clamped away from 0.
 
-    Drawn from uniforms rather than with ``Tensor.exponential_`` (``-log(Exp(1))``), which is about 5x slower on CPU
-    and was the single most expensive operation of the world-model update at the CPU preset's sizes.
+    On CUDA ``U`` comes from ``torch.rand``. On CPU, PyTorch's generator runs serially, one draw per element, and
+    ``torch.rand`` then converts each to float: about 65 ms of the 100-120 ms that the noise of a paper-size update
+    (15.7 million values) took that way. Here each 64-bit random integer gives two uniforms: 23 random bits of each
+    32-bit half become the mantissa of a float in [1, 2), and ``U`` is that float minus 1, so integer masks replace
+    the conversion (``U`` takes 2**23 equally spaced values in [0, 1), against 2**24 for float32 ``torch.rand``; the
+    largest noise is 15.9 instead of 16.6). BENCHMARKS.md, "Session 9", has the timings. ``Tensor.exponential_``
+    (``-log(Exp(1))``) is slower still.
+
+    :param buffer: CPU only: an int64 tensor of at least ``ceil(numel / 2)`` elements whose memory holds the result
+        (a float32 view of it), so that repeated calls write to memory the process already has.
     """
-    return th.rand(shape, device=device).clamp_(min=1e-20).log_().neg_().log_().neg_()
+    if th.device(device).type != "cpu":
+        return th.rand(shape, device=device).clamp_(min=1e-20).log_().neg_().log_().neg_()
+    numel = math.prod(shape)
+    n_words = (numel + 1) // 2
+    words = buffer[:n_words] if buffer is not None and buffer.numel() >= n_words else th.empty(n_words, dtype=th.int64)
+    words.random_()  # 63 random bits each (int64's non-negative range); bits 0-22 and 32-54 are used below
+    bits = words.view(th.int32)[:numel].view(shape)
+    uniform = bits.bitwise_and_(0x7FFFFF).bitwise_or_(0x3F800000).view(th.float32).sub_(1.0)  # 0x3F800000 is 1.0
+    return uniform.clamp_(min=1e-20).log_().neg_().log_().neg_()
 
 
 def first_argmax(x: th.Tensor, dim: int) -> th.Tensor:
@@ -274,6 +291,19 @@ class DCMPC(WorldModelAlgorithm):
             self.policy.compile_planner()
         self._n_critic_updates = getattr(self, "_n_critic_updates", 0)
         self._pretrained = getattr(self, "_pretrained", False)
+        self._gumbel_buffer: th.Tensor | None = None  # memory for the update's Gumbel noise on CPU, reused
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "_gumbel_buffer"]
+
+    def _gumbel_noise(self, shape: tuple[int, ...]) -> th.Tensor:
+        """:func:`gumbel_noise` of ``shape``, written to memory kept from the last update on CPU (63 MB at the paper's
+        sizes: freshly allocated, it page-faults in on every update unless :func:`keep_freed_memory` is on)."""
+        if self.device.type == "cpu":
+            n_words = (math.prod(shape) + 1) // 2
+            if self._gumbel_buffer is None or self._gumbel_buffer.numel() < n_words:
+                self._gumbel_buffer = th.empty(n_words, dtype=th.int64)
+        return gumbel_noise(shape, self.device, self._gumbel_buffer)
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         state_dicts = ["policy", "policy.world_model_optimizer", "policy.critic_optimizer", "policy.actor_optimizer"]
@@ -384,7 +414,7 @@ class DCMPC(WorldModelAlgorithm):
             # Gumbel noise for the whole rollout at once (the last step samples nothing), in the code-major layout of
             # the logits, (step, batch, code, slot).
             shape = (max(H - 1, 1), batch_size, policy.quantizer.codebook_size, policy.latent_dim)
-            gumbel = gumbel_noise(shape, self.device)
+            gumbel = self._gumbel_noise(shape)
         head = policy.code_major_head()  # one reordered copy of the dynamics' output layer for the whole rollout
         first_codes = codes
         consistency_loss = reward_loss = th.zeros((), device=self.device)
