@@ -240,6 +240,10 @@ def test_code_major_logits_and_expected_codes_match_the_stored_slot_major_layer(
         plain = (th.softmax(reference, dim=-1) @ policy.quantizer.codebook).flatten(1)
         assert th.allclose(next_codes, plain, rtol=1e-5, atol=1e-6)
         assert th.allclose(reward, policy.predict_reward(codes, action))
+        # The in-place fast path of planning, also for logits far outside exp's range.
+        wide = th.randn(8, size, slots) * 200
+        expected = policy.codes_from_probs(th.softmax(wide, dim=1))
+        assert th.allclose(policy.expected_codes(wide.clone()), expected, rtol=1e-5, atol=1e-6)
         # Sampled codes: the code of the first maximum of each slot.
         picked = dcmpc_first_argmax(logits, dim=1)
         assert th.equal(policy.codes_from_indices(picked), policy.quantizer.codebook[reference.argmax(-1)].flatten(1))
