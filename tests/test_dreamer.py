@@ -199,6 +199,8 @@ def test_channels_last_cnns_match_plain_nchw_convolutions():
     outputs = (encoder(image), decoder(feature))
     references = (ref_encoder.net(image), ref_decoder.net(ref_decoder.dense(feature).view(-1, ref_decoder.embed_dim, 1, 1)))
     assert outputs[1].is_contiguous()  # callers get the standard layout back
+    # Leading dimensions of the features are flattened into the batch, as before the first layer became a product.
+    assert th.equal(decoder(feature.view(4, 4, 20)), outputs[1])
 
     def rel(a, b):
         return ((a - b).norm() / b.norm()).item()

@@ -75,9 +75,18 @@ class ConvDecoder(nn.Module):
         self.net.to(memory_format=th.channels_last)  # as ConvEncoder
 
     def forward(self, feature: th.Tensor) -> th.Tensor:
-        x = self.dense(feature).view(-1, self.embed_dim, 1, 1).contiguous(memory_format=th.channels_last)
+        # The first transposed convolution sees a 1x1 input, so it is a matrix product: pixel (i, j) of output channel
+        # o is sum_c x_c W[c, o, i, j] + b_o. oneDNN ran it 4-5x slower than this product, forward and backward, at the
+        # paper's sizes (BENCHMARKS.md, "Dreamer speed", session 9). Its channels-last weight, (in, kh, kw, out) in
+        # memory, is the product's (in, kh * kw * out) matrix as it is, and the product viewed as (batch, kh, kw, out)
+        # is the channels-last output. The module and its parameters are unchanged, and so are checkpoints.
+        first = self.net[0]
+        kh, kw = first.kernel_size
+        weight = first.weight.permute(0, 2, 3, 1).reshape(first.in_channels, kh * kw * first.out_channels)
+        x = th.addmm(first.bias.repeat(kh * kw), self.dense(feature).reshape(-1, first.in_channels), weight)
+        x = x.view(-1, kh, kw, first.out_channels).permute(0, 3, 1, 2)
         # Back to the standard layout, so that callers can view the images as they like.
-        return self.net(x).float().contiguous()
+        return self.net[1:](x).float().contiguous()
 
 
 class ActorOutput(NamedTuple):
