@@ -113,13 +113,6 @@ class MPPIPlanner:
             discount *= self.discount
         return latent, returns, discount
 
-    def rollout_value(
-        self, model: LatentModel, latent: th.Tensor, actions: th.Tensor, generator: th.Generator | None
-    ) -> th.Tensor:
-        """Discounted predicted return of each action sequence plus the terminal value, ``(batch,)``."""
-        latent, returns, discount = self.rollout(model, latent, actions)
-        return returns + discount * model.terminal_value(latent, generator)
-
     @th.no_grad()
     def plan(
         self,
