@@ -74,15 +74,16 @@ def ready_for_updates(size: str, mixed_precision: str | None = None, device: str
 
 
 def ab_setup(doc: str, default_rounds: int) -> tuple[argparse.Namespace, DCMPC]:
-    """Command line (``--rounds``, ``--malloc``), 2 threads and a paper-size model ready for updates: the set-up of the
-    in-process A/B comparisons in ``benchmarks/adhoc``."""
+    """Command line (``--rounds``, ``--malloc``, ``--mixed-precision``), 2 threads and a paper-size model ready for
+    updates: the set-up of the in-process A/B comparisons in ``benchmarks/adhoc``."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=default_rounds)
     add_malloc_option(parser)
+    add_precision_option(parser)
     args = parser.parse_args()
     apply_malloc_option(args)
     th.set_num_threads(2)
-    return args, ready_for_updates("paper")
+    return args, ready_for_updates("paper", mixed_precision(args))
 
 
 def main() -> None:

@@ -280,6 +280,30 @@ def test_code_major_logits_and_expected_codes_match_the_stored_slot_major_layer(
         assert th.equal(policy.codes_from_indices(picked), policy.quantizer.codebook[reference.argmax(-1)].flatten(1))
 
 
+def test_bf16_planning_casts_the_head_once_and_keeps_the_expected_codes_in_float32(tiny_dcmpc_kwargs):
+    # Under mixed precision the reordered head is cast to bfloat16 once per planning call (autocast would cast the
+    # copy, not a parameter, again in every step), and the expectation over the codes is not rounded to bfloat16.
+    th.manual_seed(2)
+    model = DCMPC("MlpPolicy", "Pendulum-v1", device="cpu", mixed_precision="bf16", **tiny_dcmpc_kwargs)
+    policy = model.policy
+    seen = []
+    step = policy.imagine_step
+
+    def spying(latent, action):
+        seen.append(tuple(t.dtype for t in policy._planning_head))
+        return step(latent, action)
+
+    policy.imagine_step = spying
+    policy.plan(th.randn(2, 3))
+    assert seen and set(seen) == {(th.bfloat16, th.bfloat16)}
+    assert policy._planning_head is None  # not kept after the call
+    slots, size = policy.latent_dim, policy.quantizer.codebook_size
+    logits = th.randn(4, size, slots) * 3
+    expected = policy.expected_codes(logits.clone())
+    with th.autocast("cpu", dtype=th.bfloat16):
+        assert th.allclose(policy.expected_codes(logits.clone()), expected, rtol=1e-5, atol=1e-6)
+
+
 def test_first_argmax_is_the_first_maximum_along_an_outer_dimension():
     x = th.randint(0, 3, (64, 15, 40)).float()  # many ties
     assert th.equal(dcmpc_first_argmax(x, dim=1), x.transpose(1, 2).contiguous().argmax(dim=-1))

@@ -17,7 +17,7 @@ from torch import nn
 
 from sb3_worldmodels.common.networks import EnsembleMLP, Mish, mlp
 from sb3_worldmodels.common.optim import make_optimizer
-from sb3_worldmodels.common.precision import autocast
+from sb3_worldmodels.common.precision import autocast, no_autocast
 from sb3_worldmodels.common.spaces import as_contiguous, to_env_actions
 from sb3_worldmodels.dcmpc.fsq import FSQ
 from sb3_worldmodels.dcmpc.planner import MPPIPlanner, PlanResult
@@ -204,7 +204,8 @@ class DCMPCPolicy(BasePolicy):
         """
         codebook = self.quantizer.codebook.to(logits.dtype)
         weights = th.cat([codebook, th.ones_like(codebook[:, :1])], dim=1)  # (codebook_size, channels + 1)
-        sums = weights.t() @ logits.sub_(logits.amax(dim=1, keepdim=True)).exp_()  # (batch, channels + 1, slots)
+        with no_autocast(logits.device):  # a small product: under mixed precision, casting the logits costs more
+            sums = weights.t() @ logits.sub_(logits.amax(dim=1, keepdim=True)).exp_()  # (batch, channels + 1, slots)
         channels = codebook.shape[1]
         return (sums[:, :channels] / sums[:, channels:]).transpose(1, 2).flatten(1).float()
 
@@ -286,7 +287,9 @@ class DCMPCPolicy(BasePolicy):
             latent = self.encode(obs)
             mean = self.planner.warm_start(previous_mean, episode_start, n_states, latent.device)
             noise_std = 0.0 if deterministic else exploration_std
-            self._planning_head = self.code_major_head()
+            # The reordered copy is not a parameter, so autocast would cast it again in every step: cast it once here.
+            dtype = th.get_autocast_dtype(self.device.type) if self.mixed_precision else th.float32
+            self._planning_head = tuple(t.to(dtype) for t in self.code_major_head())
             try:
                 result = self.planner.plan(self, latent, mean, policy_noise_std=noise_std, generator=generator)
             finally:
