@@ -38,6 +38,11 @@ def _select_time(obs: th.Tensor | dict[str, th.Tensor], index: slice | int):
     return obs[:, index]
 
 
+def gumbel_words(shape: tuple[int, ...]) -> int:
+    """Number of int64 words :func:`gumbel_noise` draws on CPU for ``shape``: one per two values."""
+    return (math.prod(shape) + 1) // 2
+
+
 def gumbel_noise(shape: tuple[int, ...], device: th.device | str, buffer: th.Tensor | None = None) -> th.Tensor:
     """Standard Gumbel samples ``-log(-log(U))``, ``U ~ Uniform(0, 1)`` clamped away from 0.
 
@@ -55,7 +60,7 @@ def gumbel_noise(shape: tuple[int, ...], device: th.device | str, buffer: th.Ten
     if th.device(device).type != "cpu":
         return th.rand(shape, device=device).clamp_(min=1e-20).log_().neg_().log_().neg_()
     numel = math.prod(shape)
-    n_words = (numel + 1) // 2
+    n_words = gumbel_words(shape)
     words = buffer[:n_words] if buffer is not None and buffer.numel() >= n_words else th.empty(n_words, dtype=th.int64)
     words.random_()  # 63 random bits each (int64's non-negative range); bits 0-22 and 32-54 are used below
     bits = words.view(th.int32)[:numel].view(shape)
@@ -300,7 +305,7 @@ class DCMPC(WorldModelAlgorithm):
         """:func:`gumbel_noise` of ``shape``, written to memory kept from the last update on CPU (63 MB at the paper's
         sizes: freshly allocated, it page-faults in on every update unless :func:`keep_freed_memory` is on)."""
         if self.device.type == "cpu":
-            n_words = (math.prod(shape) + 1) // 2
+            n_words = gumbel_words(shape)
             if self._gumbel_buffer is None or self._gumbel_buffer.numel() < n_words:
                 self._gumbel_buffer = th.empty(n_words, dtype=th.int64)
         return gumbel_noise(shape, self.device, self._gumbel_buffer)
