@@ -238,6 +238,60 @@ def test_fast_mish_matches_torch_mish_values_and_gradients():
         assert th.allclose(Mish()(y), th.nn.functional.mish(y), rtol=1e-5, atol=1e-6)
 
 
+# ------------------------------------------------------------------------------------ oneDNN linear
+def _relative_error(a: th.Tensor, b: th.Tensor) -> float:
+    return ((a - b).abs().max() / b.abs().max()).item()
+
+
+@pytest.mark.parametrize("shape", [(37, 48), (3, 11, 48)])
+def test_onednn_linear_matches_f_linear_values_and_gradients(shape, monkeypatch):
+    from sb3_worldmodels.common import networks
+
+    monkeypatch.setattr(networks, "ONEDNN_MIN_MACS", 1)  # these small products through oneDNN too
+    gen = th.Generator().manual_seed(sum(shape))
+    x = th.randn(shape, generator=gen, requires_grad=True)
+    weight = th.randn(70, 48, generator=gen, requires_grad=True)
+    bias = th.randn(70, generator=gen, requires_grad=True)
+    grad_out = th.randn(*shape[:-1], 70, generator=gen)
+    out = networks.linear(x, weight, bias)
+    reference = th.nn.functional.linear(x, weight, bias)
+    assert out.shape == reference.shape
+    assert _relative_error(out, reference) < 1e-5
+    grads = th.autograd.grad(out, (x, weight, bias), grad_out)
+    reference_grads = th.autograd.grad(reference, (x, weight, bias), grad_out)
+    for grad, reference_grad in zip(grads, reference_grads, strict=True):
+        assert grad.shape == reference_grad.shape
+        assert _relative_error(grad, reference_grad) < 1e-5
+    with th.no_grad():  # the path without autograd, and without a bias
+        assert _relative_error(networks.linear(x, weight), th.nn.functional.linear(x, weight)) < 1e-5
+
+
+def test_onednn_linear_is_used_for_large_float32_products_on_x86_cpus_and_f_linear_otherwise(monkeypatch):
+    import platform
+
+    from sb3_worldmodels.common import networks
+
+    calls = []
+    original = networks._onednn_linear
+    monkeypatch.setattr(networks, "_onednn_linear", lambda *a: calls.append(a[0].shape) or original(*a))
+    layer = networks.Linear(256, 256)
+    x = th.randn(256, 256)  # 2**24 multiply-adds: ONEDNN_MIN_MACS
+    layer(x)
+    x86 = platform.machine().lower() in ("x86_64", "amd64") and th.backends.mkldnn.is_available()
+    assert calls == ([x.shape] if x86 else [])
+    calls.clear()
+    layer(x[:255])  # one row fewer: below the threshold
+    with th.autocast("cpu", dtype=th.bfloat16):  # autocast's own products (bf16 through oneDNN already)
+        assert layer(x).dtype == th.bfloat16
+    assert networks.Linear(256, 256, dtype=th.float64)(x.double()).dtype == th.float64
+    monkeypatch.setattr(networks, "ONEDNN_MIN_MACS", 1)
+    assert layer(th.randn(0, 256)).shape == (0, 256)
+    assert calls == []
+    monkeypatch.setattr(networks, "ONEDNN_LINEAR", False)
+    layer(x)
+    assert calls == []
+
+
 @pytest.mark.parametrize("numel", [200_000, 200_001])
 def test_gumbel_noise_has_the_gumbel_distribution(numel):
     from sb3_worldmodels.dcmpc.dcmpc import gumbel_noise

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import platform
 from collections.abc import Sequence
 
 import torch as th
@@ -46,6 +47,99 @@ class Mish(nn.Module):
         return n.div_(n + 2).mul_(x)
 
 
+#: Route float32 linear layers on x86 CPUs through oneDNN (:func:`linear`); ``False`` gives ``F.linear`` everywhere.
+ONEDNN_LINEAR = platform.machine().lower() in ("x86_64", "amd64") and th.backends.mkldnn.is_available()
+#: Smallest product (multiply-adds, ``batch * in * out``) sent to oneDNN. Each oneDNN call costs about 15 us more than
+#: MKL's; the two break even near 8-16 million (BENCHMARKS.md, session 11), and the CPU presets' layers are smaller.
+ONEDNN_MIN_MACS = 2**24
+
+
+def _autocast_on(device_type: str) -> bool:
+    try:
+        return th.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4 has no device argument
+        return th.is_autocast_cpu_enabled() if device_type == "cpu" else th.is_autocast_enabled()
+
+
+def _onednn_linear(x: th.Tensor, weight: th.Tensor, bias: th.Tensor | None) -> th.Tensor:
+    return th.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+
+
+class _OneDNNLinearFunction(th.autograd.Function):
+    """``x @ weight.T + bias`` through oneDNN, and the gradient of the input too; the weight's gradient
+    ``grad.T @ x`` stays with the default BLAS, which is as fast or faster for that shape."""
+
+    @staticmethod
+    def forward(ctx, x: th.Tensor, weight: th.Tensor, bias: th.Tensor | None) -> th.Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return _onednn_linear(x, weight, bias)
+
+    @staticmethod
+    def backward(ctx, grad: th.Tensor) -> tuple[th.Tensor | None, ...]:
+        x, weight = ctx.saved_tensors
+        grad_x = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            grad_x = _onednn_linear(grad, weight.t(), None)
+        flat_grad = grad.reshape(-1, grad.shape[-1])
+        if ctx.needs_input_grad[1]:
+            grad_weight = flat_grad.t() @ x.reshape(-1, x.shape[-1])
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_bias = flat_grad.sum(dim=0)
+        return grad_x, grad_weight, grad_bias
+
+
+def _fake_onednn_linear(x: th.Tensor, weight: th.Tensor, bias: th.Tensor | None) -> th.Tensor:
+    return x.new_empty((*x.shape[:-1], weight.shape[0]))
+
+
+#: The oneDNN product as an operator that ``torch.compile`` calls as it is (Inductor's own lowering of
+#: ``mkldnn._linear_pointwise`` expects a prepacked weight); ``None`` before torch 2.4.
+_onednn_linear_op = None
+if hasattr(th.library, "custom_op"):
+    _onednn_linear_op = th.library.custom_op("sb3_worldmodels::onednn_linear", mutates_args=())(_onednn_linear)
+    _onednn_linear_op.register_fake(_fake_onednn_linear)
+
+
+def linear(x: th.Tensor, weight: th.Tensor, bias: th.Tensor | None = None) -> th.Tensor:
+    """``F.linear``, whose float32 products on an x86 CPU go through oneDNN instead of the default BLAS (MKL).
+
+    PyTorch sends float32 matrix products on CPU to MKL, and reduced precision ones to oneDNN. On the Zen 4 host of
+    BENCHMARKS.md, oneDNN computes the same float32 products 1.0-1.35x faster than MKL, most for the DC-MPC dynamics
+    head's 7680 outputs (488 x 512 x 7680: 18-20 ms against 23-31 ms), and within 1.5e-6 relative error (another
+    summation order). Forward passes and input gradients use oneDNN; weight gradients stay with MKL (as fast there,
+    slower for long batches). Under ``torch.compile`` only products without gradients use it (the compiled planner).
+    Everything else, and where ``ONEDNN_LINEAR`` is off, is plain ``F.linear``: CUDA, other dtypes, autocast (whose
+    bf16 products go through oneDNN already) and products smaller than ``ONEDNN_MIN_MACS`` (empty batches too).
+    """
+    if (
+        ONEDNN_LINEAR
+        and x.numel() * weight.shape[0] >= max(ONEDNN_MIN_MACS, 1)  # first: the small products leave at once
+        and x.device.type == "cpu"
+        and x.dtype == th.float32
+        and weight.dtype == th.float32
+        and not _autocast_on("cpu")
+    ):
+        needs_grad = th.is_grad_enabled() and (
+            x.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)
+        )
+        if th.compiler.is_compiling():
+            if not needs_grad and _onednn_linear_op is not None:
+                return _onednn_linear_op(x, weight, bias)
+        elif needs_grad:
+            return _OneDNNLinearFunction.apply(x, weight, bias)
+        else:
+            return _onednn_linear(x, weight, bias)
+    return F.linear(x, weight, bias)
+
+
+class Linear(nn.Linear):
+    """``nn.Linear`` computed by :func:`linear` (the same parameters and state dict)."""
+
+    def forward(self, x: th.Tensor) -> th.Tensor:
+        return linear(x, self.weight, self.bias)
+
+
 class MLP(nn.Sequential):
     """``nn.Sequential`` whose output is float32 (a no-op in float32): under mixed precision, a network's output
     still reaches losses, distributions and the planner in float32."""
@@ -69,12 +163,12 @@ def mlp(
     layers: list[nn.Module] = []
     last = input_dim
     for width in hidden_dims:
-        layers.append(nn.Linear(last, width))
+        layers.append(Linear(last, width))
         if layer_norm:
             layers.append(nn.LayerNorm(width))
         layers.append(activation_fn())
         last = width
-    layers.append(nn.Linear(last, output_dim))
+    layers.append(Linear(last, output_dim))
     return MLP(*layers)
 
 

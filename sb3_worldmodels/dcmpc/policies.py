@@ -8,14 +8,13 @@ from typing import Any
 
 import numpy as np
 import torch as th
-import torch.nn.functional as F
 from gymnasium import spaces
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, FlattenExtractor
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
-from sb3_worldmodels.common.networks import EnsembleMLP, Mish, mlp
+from sb3_worldmodels.common.networks import EnsembleMLP, Mish, linear, mlp
 from sb3_worldmodels.common.optim import make_optimizer
 from sb3_worldmodels.common.precision import autocast, no_autocast
 from sb3_worldmodels.common.spaces import as_contiguous, to_env_actions
@@ -186,7 +185,7 @@ class DCMPCPolicy(BasePolicy):
         for layer in list(self.dynamics)[:-1]:
             hidden = layer(hidden)
         weight, bias = self.code_major_head() if head is None else head
-        logits = F.linear(hidden, weight, bias).float()
+        logits = linear(hidden, weight, bias).float()
         return logits.view(codes.shape[0], self.quantizer.codebook_size, self.latent_dim)
 
     def codes_from_probs(self, probs: th.Tensor) -> th.Tensor:

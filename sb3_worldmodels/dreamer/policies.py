@@ -15,7 +15,7 @@ from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
-from sb3_worldmodels.common.networks import mlp
+from sb3_worldmodels.common.networks import Linear, linear, mlp
 from sb3_worldmodels.common.optim import make_optimizer
 from sb3_worldmodels.common.precision import autocast
 from sb3_worldmodels.common.spaces import as_contiguous, to_env_actions
@@ -62,7 +62,7 @@ class ConvDecoder(nn.Module):
     def __init__(self, feature_dim: int, channels: int, depth: int = 32):
         super().__init__()
         self.embed_dim = depth * 32
-        self.dense = nn.Linear(feature_dim, self.embed_dim)
+        self.dense = Linear(feature_dim, self.embed_dim)
         self.net = nn.Sequential(
             nn.ConvTranspose2d(self.embed_dim, depth * 4, 5, stride=2),
             nn.ReLU(),
@@ -83,7 +83,7 @@ class ConvDecoder(nn.Module):
         first = self.net[0]
         kh, kw = first.kernel_size
         weight = first.weight.permute(0, 2, 3, 1).reshape(first.in_channels, kh * kw * first.out_channels)
-        x = th.addmm(first.bias.repeat(kh * kw), self.dense(feature).reshape(-1, first.in_channels), weight)
+        x = linear(self.dense(feature).reshape(-1, first.in_channels), weight.t(), first.bias.repeat(kh * kw))
         x = x.view(-1, kh, kw, first.out_channels).permute(0, 3, 1, 2)
         # Back to the standard layout, so that callers can view the images as they like.
         return self.net[1:](x).float().contiguous()

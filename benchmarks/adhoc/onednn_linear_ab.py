@@ -1,0 +1,135 @@
+"""Session 11's float32 product changes, before ("A") and after ("B"), alternately in one process.
+
+    python benchmarks/adhoc/onednn_linear_ab.py [--change onednn|ensemble] [--algo dcmpc|dreamer]
+        [--size paper|paper-vector|pendulum-cpu] [--threads 2] [--rounds 6] [--repeats 3] [--compile-planner]
+        [--malloc keep-freed|default]
+
+"Session 11" under "DC-MPC speed at the paper's sizes" and "Dreamer speed at the paper's sizes" in BENCHMARKS.md.
+``--change onednn``: linear layers through MKL (``F.linear``, A) or oneDNN (``networks.linear``, B), switched with
+``networks.ONEDNN_LINEAR``. ``--change ensemble``: an ensemble layer whose input the members share (the critics' first
+layer) as one batched product per member (``baddbmm``, A) or one product with the members side by side (B).
+Every round times each call ``--repeats`` times with A and then with B, on the same model (``--size``: DC-MPC
+``paper`` or ``pendulum-cpu``, Dreamer ``paper``, ``paper-vector`` or ``pendulum-cpu``);
+the report gives the median of each and the median of the rounds' ratios. Before the rounds, the values are compared:
+a seeded planning call's action, and one update's losses from the same state (the model's and optimisers' state is
+restored in between).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch as th
+
+sys.path.insert(0, str(Path(__file__).parents[1]))
+from _timing import add_malloc_option, apply_malloc_option, call_times  # noqa: E402
+
+import sb3_worldmodels.common.networks as networks  # noqa: E402
+
+batched_per_member = networks.EnsembleLinear.forward
+
+
+def side_by_side(self, x: th.Tensor, members: th.Tensor | None = None) -> th.Tensor:
+    """Tried in session 11 and not kept (no gain): an input shared by the members as one product with the members'
+    weights side by side, ``(batch, in) @ (in, n * out)``, laid out in a copy."""
+    weight, bias = (self.weight, self.bias) if members is None else (self.weight[members], self.bias[members])
+    if x.dim() != 2:
+        return th.baddbmm(bias, x, weight)
+    n = weight.shape[0]
+    weights = weight.permute(1, 0, 2).reshape(self.in_features, n * self.out_features)
+    out = networks.linear(x, weights.t(), bias.reshape(n * self.out_features))
+    return out.view(x.shape[0], n, self.out_features).transpose(0, 1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--change", choices=["onednn", "ensemble"], default="onednn")
+    parser.add_argument("--algo", choices=["dcmpc", "dreamer"], default="dcmpc")
+    parser.add_argument("--size", choices=["paper", "paper-vector", "pendulum-cpu"], default="paper")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--compile-planner", action="store_true")
+    add_malloc_option(parser)
+    args = parser.parse_args()
+    apply_malloc_option(args)
+    th.set_num_threads(args.threads)
+
+    def use(flag: bool) -> None:
+        if args.change == "onednn":
+            networks.ONEDNN_LINEAR = flag
+        else:
+            networks.EnsembleLinear.forward = side_by_side if flag else batched_per_member
+
+    calls, per_call = {}, {}
+    if args.algo == "dcmpc":
+        from dcmpc_speed import ready_for_updates
+
+        model = ready_for_updates(args.size)
+        if args.compile_planner:
+            model.policy.compile_planner()
+        obs = th.as_tensor(np.random.randn(1, model.observation_space.shape[0]).astype(np.float32))
+        calls["planning call"] = lambda: model.policy.plan(obs, exploration_std=0.1)
+        per_call["planning call"] = 1
+        actions = {}
+        for flag in (False, True):
+            use(flag)
+            actions[flag] = model.policy.plan(obs, deterministic=True).action
+        print(f"deterministic planning action, largest difference: {(actions[True] - actions[False]).abs().max():.2e}")
+        gradient_steps = 2  # the actor is updated every 2nd step
+    else:
+        from dreamer_speed import ready_for_updates
+
+        model = ready_for_updates(args.size)
+        gradient_steps = 1
+    calls["gradient update"] = lambda: model.train(gradient_steps=gradient_steps, batch_size=model.batch_size)
+    per_call["gradient update"] = gradient_steps
+
+    # The same update from the same state with each: losses logged by the model's logger.
+    state = copy.deepcopy(model.policy.state_dict())
+    optimizers = {
+        name: copy.deepcopy(opt.state_dict())
+        for name, opt in vars(model.policy).items()
+        if isinstance(opt, th.optim.Optimizer)
+    }
+    losses = {}
+    for flag in (False, True):
+        use(flag)
+        model.policy.load_state_dict(state)
+        for name, opt in optimizers.items():
+            getattr(model.policy, name).load_state_dict(opt)
+        th.manual_seed(1)
+        np.random.seed(1)
+        model.train(gradient_steps=1, batch_size=model.batch_size)
+        losses[flag] = {k: v for k, v in model.logger.name_to_value.items() if "loss" in k}
+    for key in losses[False]:
+        a, b = losses[False][key], losses[True][key]
+        print(f"  {key}: A {a:.6g} B {b:.6g} relative difference {abs(a - b) / max(abs(a), 1e-12):.1e}")
+
+    times = {call: {"A": [], "B": []} for call in calls}
+    for _ in range(args.rounds):
+        for call, fn in calls.items():
+            for name, flag in (("A", False), ("B", True)):
+                use(flag)
+                times[call][name].append(statistics.median(call_times(fn, args.repeats)) * 1e3 / per_call[call])
+    use(True)
+    print(f"change={args.change} algo={args.algo} size={args.size} compiled={args.compile_planner}", end=" ")
+    print(f"rounds={args.rounds} repeats={args.repeats}")
+    print("| call | A median (ms) | B median (ms) | A / B (median of rounds) | rounds' range |")
+    print("| --- | --- | --- | --- | --- |")
+    for call, by in times.items():
+        ratios = [a / b for a, b in zip(by["A"], by["B"], strict=True)]
+        print(
+            f"| {call} | {statistics.median(by['A']):.1f} | {statistics.median(by['B']):.1f} |"
+            f" {statistics.median(ratios):.2f} | {min(ratios):.2f}-{max(ratios):.2f} |"
+        )
+        print(f"  per round: A {[round(x) for x in by['A']]}, B {[round(x) for x in by['B']]}")
+
+
+if __name__ == "__main__":
+    main()
