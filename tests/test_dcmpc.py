@@ -20,6 +20,7 @@ from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import VecNormalize
 
 from sb3_worldmodels import DCMPC
+from sb3_worldmodels.common.networks import LOG2E
 from sb3_worldmodels.dcmpc.dcmpc import first_argmax as dcmpc_first_argmax
 
 VECTOR = spaces.Box(-1, 1, (3,), np.float32)
@@ -271,10 +272,12 @@ def test_code_major_logits_and_expected_codes_match_the_stored_slot_major_layer(
         plain = (th.softmax(reference, dim=-1) @ policy.quantizer.codebook).flatten(1)
         assert th.allclose(next_codes, plain, rtol=1e-5, atol=1e-6)
         assert th.allclose(reward, policy.predict_reward(codes, action))
-        # The in-place fast path of planning, also for logits far outside exp's range.
+        # The in-place fast path of planning, from logits in base 2, also for logits far outside exp's range.
         wide = th.randn(8, size, slots) * 200
         expected = policy.codes_from_probs(th.softmax(wide, dim=1))
-        assert th.allclose(policy.expected_codes(wide.clone()), expected, rtol=1e-5, atol=1e-6)
+        assert th.allclose(policy.expected_codes(wide * LOG2E), expected, rtol=1e-5, atol=1e-6)
+        head = policy.planning_head()
+        assert th.allclose(policy.dynamics_logits(codes, action, head), logits * LOG2E, rtol=1e-5, atol=1e-6)
         # Sampled codes: the code of the first maximum of each slot.
         picked = dcmpc_first_argmax(logits, dim=1)
         assert th.equal(policy.codes_from_indices(picked), policy.quantizer.codebook[reference.argmax(-1)].flatten(1))

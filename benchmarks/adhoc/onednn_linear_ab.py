@@ -1,6 +1,6 @@
 """Session 11's float32 product changes, before ("A") and after ("B"), alternately in one process.
 
-    python benchmarks/adhoc/onednn_linear_ab.py [--change onednn|ensemble] [--algo dcmpc|dreamer]
+    python benchmarks/adhoc/onednn_linear_ab.py [--change onednn|ensemble|exp2] [--algo dcmpc|dreamer]
         [--size paper|paper-vector|pendulum-cpu] [--threads 2] [--rounds 6] [--repeats 3] [--compile-planner]
         [--malloc keep-freed|default]
 
@@ -8,6 +8,7 @@
 ``--change onednn``: linear layers through MKL (``F.linear``, A) or oneDNN (``networks.linear``, B), switched with
 ``networks.ONEDNN_LINEAR``. ``--change ensemble``: an ensemble layer whose input the members share (the critics' first
 layer) as one batched product per member (``baddbmm``, A) or one product with the members side by side (B).
+``--change exp2``: ``exp`` (A) or ``exp2`` (B) in Mish and in planning's expected codes (whose logits are then in base 2).
 Every round times each call ``--repeats`` times with A and then with B, on the same model (``--size``: DC-MPC
 ``paper`` or ``pendulum-cpu``, Dreamer ``paper``, ``paper-vector`` or ``pendulum-cpu``);
 the report gives the median of each and the median of the rounds' ratios. Before the rounds, the values are compared:
@@ -30,6 +31,8 @@ sys.path.insert(0, str(Path(__file__).parents[1]))
 from _timing import add_malloc_option, apply_malloc_option, call_times  # noqa: E402
 
 import sb3_worldmodels.common.networks as networks  # noqa: E402
+from sb3_worldmodels.common.precision import no_autocast  # noqa: E402
+from sb3_worldmodels.dcmpc.policies import DCMPCPolicy  # noqa: E402
 
 batched_per_member = networks.EnsembleLinear.forward
 
@@ -46,9 +49,51 @@ def side_by_side(self, x: th.Tensor, members: th.Tensor | None = None) -> th.Ten
     return out.view(x.shape[0], n, self.out_features).transpose(0, 1)
 
 
+class ExpVariant:
+    """Mish and planning's expected codes with ``exp`` (before session 11) or ``exp2`` (current)."""
+
+    current = (
+        networks._MishFunction.forward,
+        networks.Mish.forward,
+        DCMPCPolicy.planning_head,
+        DCMPCPolicy.expected_codes,
+    )
+
+    @staticmethod
+    def mish_function_forward(ctx, x: th.Tensor) -> th.Tensor:
+        e = x.clamp(max=20.0).exp_()
+        t, _ = networks._mish_from_exp(x, e)
+        ctx.save_for_backward(x, t, e)
+        return t * x
+
+    def mish_forward(self, x: th.Tensor) -> th.Tensor:
+        if th.is_grad_enabled() and x.requires_grad:
+            return networks._MishFunction.apply(x)
+        e = x.clamp(max=20.0).exp_()
+        n = (e + 2).mul_(e)
+        return n.div_(n + 2).mul_(x)
+
+    def expected_codes(self, logits: th.Tensor) -> th.Tensor:
+        codebook = self.quantizer.codebook.to(logits.dtype)
+        weights = th.cat([codebook, th.ones_like(codebook[:, :1])], dim=1)
+        with no_autocast(logits.device):
+            sums = weights.t() @ logits.sub_(logits.amax(dim=1, keepdim=True)).exp_()
+        channels = codebook.shape[1]
+        return (sums[:, :channels] / sums[:, channels:]).transpose(1, 2).flatten(1).float()
+
+    @classmethod
+    def use(cls, exp2: bool) -> None:
+        if exp2:
+            functions = cls.current
+        else:
+            functions = (cls.mish_function_forward, cls.mish_forward, DCMPCPolicy.code_major_head, cls.expected_codes)
+        networks._MishFunction.forward = staticmethod(functions[0])
+        networks.Mish.forward, DCMPCPolicy.planning_head, DCMPCPolicy.expected_codes = functions[1:]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--change", choices=["onednn", "ensemble"], default="onednn")
+    parser.add_argument("--change", choices=["onednn", "ensemble", "exp2"], default="onednn")
     parser.add_argument("--algo", choices=["dcmpc", "dreamer"], default="dcmpc")
     parser.add_argument("--size", choices=["paper", "paper-vector", "pendulum-cpu"], default="paper")
     parser.add_argument("--threads", type=int, default=2)
@@ -63,6 +108,8 @@ def main() -> None:
     def use(flag: bool) -> None:
         if args.change == "onednn":
             networks.ONEDNN_LINEAR = flag
+        elif args.change == "exp2":
+            ExpVariant.use(flag)
         else:
             networks.EnsembleLinear.forward = side_by_side if flag else batched_per_member
 

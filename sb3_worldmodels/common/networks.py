@@ -10,6 +10,9 @@ import torch as th
 import torch.nn.functional as F
 from torch import nn
 
+#: ``log2(e)``: ``exp(x)`` is computed as ``exp2(x * log2(e))``, 2.5x faster on CPU (BENCHMARKS.md, session 11).
+LOG2E = math.log2(math.e)
+
 
 def _mish_from_exp(x: th.Tensor, e: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
     """``tanh(softplus(x))`` from ``e = exp(x)``: ``n / (n + 2)`` with ``n = e (e + 2)``; also returns ``n``."""
@@ -20,7 +23,7 @@ def _mish_from_exp(x: th.Tensor, e: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
 class _MishFunction(th.autograd.Function):
     @staticmethod
     def forward(ctx, x: th.Tensor) -> th.Tensor:
-        e = x.clamp(max=20.0).exp_()
+        e = x.clamp(max=20.0).mul_(LOG2E).exp2_()
         t, _ = _mish_from_exp(x, e)
         ctx.save_for_backward(x, t, e)
         return t * x
@@ -34,7 +37,7 @@ class _MishFunction(th.autograd.Function):
 
 
 class Mish(nn.Module):
-    """Mish ``x tanh(softplus(x))`` computed from one ``exp``: about 3x faster than ``torch.nn.Mish`` on CPU.
+    """Mish ``x tanh(softplus(x))`` computed from one ``exp`` (as ``exp2``): about 3x faster than ``torch.nn.Mish`` on CPU.
 
     For ``x > 20`` the exponent is clamped, where ``tanh(softplus(x)) = 1`` in float32 anyway.
     """
@@ -42,7 +45,7 @@ class Mish(nn.Module):
     def forward(self, x: th.Tensor) -> th.Tensor:
         if th.is_grad_enabled() and x.requires_grad:
             return _MishFunction.apply(x)
-        e = x.clamp(max=20.0).exp_()
+        e = x.clamp(max=20.0).mul_(LOG2E).exp2_()
         n = (e + 2).mul_(e)
         return n.div_(n + 2).mul_(x)
 
