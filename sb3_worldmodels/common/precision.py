@@ -6,8 +6,9 @@ that small gradients do not underflow. Network heads return float32, so losses, 
 planner's statistics stay in float32 either way.
 
 Whether it is faster depends on the hardware: CPUs without native bfloat16 instructions (e.g. AVX2-only) run
-bfloat16 matrix products far slower than float32; a Zen 4 with AVX512-BF16 runs them 2.2-2.8x faster, and the
-algorithms' hot calls 1.6-1.9x faster (BENCHMARKS.md, "Mixed precision on a CPU with bfloat16 instructions").
+bfloat16 matrix products far slower than float32; a Zen 4 with AVX512-BF16 runs them 2.2-2.8x faster than MKL's
+float32 (about 2x oneDNN's), and the algorithms' hot calls 1.4-1.9x faster (BENCHMARKS.md, "Mixed precision on a
+CPU with bfloat16 instructions").
 """
 
 from __future__ import annotations

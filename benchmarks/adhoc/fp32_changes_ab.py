@@ -1,6 +1,6 @@
-"""Session 11's float32 product changes, before ("A") and after ("B"), alternately in one process.
+"""Session 11's float32 speed changes, before ("A") and after ("B"), alternately in one process.
 
-    python benchmarks/adhoc/onednn_linear_ab.py [--change onednn|ensemble|exp2] [--algo dcmpc|dreamer]
+    python benchmarks/adhoc/fp32_changes_ab.py [--change onednn|ensemble|exp2] [--algo dcmpc|dreamer]
         [--size paper|paper-vector|pendulum-cpu] [--threads 2] [--rounds 6] [--repeats 3] [--compile-planner]
         [--malloc keep-freed|default]
 
