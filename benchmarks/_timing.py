@@ -106,6 +106,66 @@ def call_times(fn: Callable[[], object], repeats: int, device: th.device | str =
     return times
 
 
+class HotCall(NamedTuple):
+    """A call timed by the in-process comparisons, and how many units (updates) one call makes."""
+
+    fn: Callable[[], object]
+    units: int
+
+
+def hot_calls(algo: str, size: str, compile_planner: bool = False) -> tuple[object, dict[str, HotCall]]:
+    """A seeded model (``dcmpc_speed`` / ``dreamer_speed``'s ``ready_for_updates``) and its hot calls: DC-MPC's
+    planning call and gradient update (two per call, as the actor is updated every 2nd step), Dreamer's update."""
+    import numpy as np
+
+    if algo == "dreamer":
+        from dreamer_speed import ready_for_updates
+
+        model = ready_for_updates(size)
+        return model, {"gradient update": HotCall(lambda: model.train(gradient_steps=1, batch_size=model.batch_size), 1)}
+    from dcmpc_speed import ready_for_updates
+
+    model = ready_for_updates(size)
+    if compile_planner:
+        model.policy.compile_planner()
+    obs = th.as_tensor(np.random.randn(1, model.observation_space.shape[0]).astype(np.float32))
+    return model, {
+        "planning call": HotCall(lambda: model.policy.plan(obs, exploration_std=0.1), 1),
+        "gradient update": HotCall(lambda: model.train(gradient_steps=2, batch_size=model.batch_size), 2),
+    }
+
+
+def alternate(
+    calls: dict[str, HotCall], variants: dict[str, Callable[[], None]], rounds: int, repeats: int
+) -> dict[str, dict[str, list[float]]]:
+    """Milliseconds per unit of every call under every variant, ``{call: {variant: [one median per round]}}``.
+
+    Each round times each call ``repeats`` times (after a warm-up call) with each variant in turn (``variants`` maps a
+    name to the function that switches the model to it), so that the machine's changing load hits all alike.
+    """
+    times = {call: {name: [] for name in variants} for call in calls}
+    for _ in range(rounds):
+        for call, hot in calls.items():
+            for name, switch in variants.items():
+                switch()
+                times[call][name].append(statistics.median(call_times(hot.fn, repeats)) * 1e3 / hot.units)
+    return times
+
+
+def print_comparison(times: dict[str, dict[str, list[float]]], first: str, second: str, per_round: bool = False) -> None:
+    """Markdown table of :func:`alternate`'s times: the median of each variant and of the rounds' ratios first / second."""
+    print(f"| call | {first} median (ms) | {second} median (ms) | {first} / {second} (median of rounds) | rounds' range |")
+    print("| --- | --- | --- | --- | --- |")
+    for call, by in times.items():
+        ratios = [a / b for a, b in zip(by[first], by[second], strict=True)]
+        print(
+            f"| {call} | {statistics.median(by[first]):.1f} | {statistics.median(by[second]):.1f} |"
+            f" {statistics.median(ratios):.2f} | {min(ratios):.2f}-{max(ratios):.2f} |"
+        )
+        if per_round:
+            print(f"  per round: {first} {[round(x) for x in by[first]]}, {second} {[round(x) for x in by[second]]}")
+
+
 def median_time(fn: Callable[[], object], repeats: int, device: th.device | str = "cpu") -> float:
     """Median wall-clock seconds of ``fn`` over ``repeats`` calls, after one warm-up call."""
     return statistics.median(call_times(fn, repeats, device))

@@ -19,11 +19,9 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
 
-import numpy as np
 import torch as th
-from _timing import PRECISIONS, add_malloc_option, apply_malloc_option, call_times, matmul_rate
+from _timing import PRECISIONS, add_malloc_option, alternate, apply_malloc_option, hot_calls, matmul_rate, print_comparison
 
 
 def main() -> None:
@@ -40,26 +38,9 @@ def main() -> None:
     apply_malloc_option(args)
     th.set_num_threads(args.threads)
 
-    calls = {}
-    if args.algo == "dcmpc":
-        if args.size != "paper":
-            parser.error("DC-MPC is benchmarked at the paper's sizes only (--size paper)")
-        from dcmpc_speed import ready_for_updates
-
-        model = ready_for_updates("paper")
-        if args.compile_planner:
-            model.policy.compile_planner()
-        obs = th.as_tensor(np.random.randn(1, model.observation_space.shape[0]).astype(np.float32))
-        calls["planning call"] = lambda: model.policy.plan(obs, exploration_std=0.1)
-        # The actor is updated every 2nd step: two updates per timing, reported per update.
-        calls["gradient update"] = lambda: model.train(gradient_steps=2, batch_size=model.batch_size)
-        per_call = {"planning call": 1, "gradient update": 2}
-    else:
-        from dreamer_speed import ready_for_updates
-
-        model = ready_for_updates(args.size)
-        calls["gradient update"] = lambda: model.train(gradient_steps=1, batch_size=model.batch_size)
-        per_call = {"gradient update": 1}
+    if args.algo == "dcmpc" and args.size != "paper":
+        parser.error("DC-MPC is benchmarked at the paper's sizes only (--size paper)")
+    model, calls = hot_calls(args.algo, args.size, args.compile_planner)
 
     def use(precision: str | None) -> None:
         model.mixed_precision = precision
@@ -72,12 +53,8 @@ def main() -> None:
             rates[name].append(matmul_rate(PRECISIONS[name]).median / 1e9)
 
     measure_rates()
-    times: dict[str, dict[str, list[float]]] = {call: {"fp32": [], args.precision: []} for call in calls}
-    for _ in range(args.rounds):
-        for call, fn in calls.items():
-            for name, precision in (("fp32", None), (args.precision, args.precision)):
-                use(precision)
-                times[call][name].append(statistics.median(call_times(fn, args.repeats)) * 1e3 / per_call[call])
+    variants = {"fp32": lambda: use(None), args.precision: lambda: use(args.precision)}
+    times = alternate(calls, variants, args.rounds, args.repeats)
     use(None)
     measure_rates()
 
@@ -91,14 +68,7 @@ def main() -> None:
         "matmul rate, 1024^3 (GFLOP/s, median product, before and after): "
         + "; ".join(f"{name} {', '.join(f'{r:.0f}' for r in values)}" for name, values in rates.items())
     )
-    print(f"| call | fp32 median (ms) | {low} median (ms) | fp32 / {low} (median of rounds) | range of the rounds' ratios |")
-    print("| --- | --- | --- | --- | --- |")
-    for call, by_precision in times.items():
-        ratios = [a / b for a, b in zip(by_precision["fp32"], by_precision[low], strict=True)]
-        print(
-            f"| {call} | {statistics.median(by_precision['fp32']):.1f} | {statistics.median(by_precision[low]):.1f} |"
-            f" {statistics.median(ratios):.2f} | {min(ratios):.2f}-{max(ratios):.2f} |"
-        )
+    print_comparison(times, "fp32", low)
 
 
 if __name__ == "__main__":

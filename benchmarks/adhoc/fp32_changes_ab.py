@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import statistics
 import sys
 from pathlib import Path
 
@@ -30,7 +29,7 @@ import numpy as np
 import torch as th
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
-from _timing import add_malloc_option, apply_malloc_option, call_times  # noqa: E402
+from _timing import add_malloc_option, alternate, apply_malloc_option, hot_calls, print_comparison  # noqa: E402
 
 import sb3_worldmodels.common.networks as networks  # noqa: E402
 from sb3_worldmodels.common.precision import no_autocast  # noqa: E402
@@ -119,29 +118,14 @@ def main() -> None:
         else:
             networks.EnsembleLinear.forward = side_by_side if flag else batched_per_member
 
-    calls, per_call = {}, {}
+    model, calls = hot_calls(args.algo, args.size, args.compile_planner)
     if args.algo == "dcmpc":
-        from dcmpc_speed import ready_for_updates
-
-        model = ready_for_updates(args.size)
-        if args.compile_planner:
-            model.policy.compile_planner()
         obs = th.as_tensor(np.random.randn(1, model.observation_space.shape[0]).astype(np.float32))
-        calls["planning call"] = lambda: model.policy.plan(obs, exploration_std=0.1)
-        per_call["planning call"] = 1
         actions = {}
         for flag in (False, True):
             use(flag)
             actions[flag] = model.policy.plan(obs, deterministic=True).action
         print(f"deterministic planning action, largest difference: {(actions[True] - actions[False]).abs().max():.2e}")
-        gradient_steps = 2  # the actor is updated every 2nd step
-    else:
-        from dreamer_speed import ready_for_updates
-
-        model = ready_for_updates(args.size)
-        gradient_steps = 1
-    calls["gradient update"] = lambda: model.train(gradient_steps=gradient_steps, batch_size=model.batch_size)
-    per_call["gradient update"] = gradient_steps
 
     # The same update from the same state with each: losses logged by the model's logger.
     state = copy.deepcopy(model.policy.state_dict())
@@ -164,24 +148,11 @@ def main() -> None:
         a, b = losses[False][key], losses[True][key]
         print(f"  {key}: A {a:.6g} B {b:.6g} relative difference {abs(a - b) / max(abs(a), 1e-12):.1e}")
 
-    times = {call: {"A": [], "B": []} for call in calls}
-    for _ in range(args.rounds):
-        for call, fn in calls.items():
-            for name, flag in (("A", False), ("B", True)):
-                use(flag)
-                times[call][name].append(statistics.median(call_times(fn, args.repeats)) * 1e3 / per_call[call])
+    times = alternate(calls, {"A": lambda: use(False), "B": lambda: use(True)}, args.rounds, args.repeats)
     use(True)
     print(f"change={args.change} algo={args.algo} size={args.size} compiled={args.compile_planner}", end=" ")
     print(f"rounds={args.rounds} repeats={args.repeats}")
-    print("| call | A median (ms) | B median (ms) | A / B (median of rounds) | rounds' range |")
-    print("| --- | --- | --- | --- | --- |")
-    for call, by in times.items():
-        ratios = [a / b for a, b in zip(by["A"], by["B"], strict=True)]
-        print(
-            f"| {call} | {statistics.median(by['A']):.1f} | {statistics.median(by['B']):.1f} |"
-            f" {statistics.median(ratios):.2f} | {min(ratios):.2f}-{max(ratios):.2f} |"
-        )
-        print(f"  per round: A {[round(x) for x in by['A']]}, B {[round(x) for x in by['B']]}")
+    print_comparison(times, "A", "B", per_round=True)
 
 
 if __name__ == "__main__":

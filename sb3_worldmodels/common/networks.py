@@ -14,6 +14,11 @@ from torch import nn
 LOG2E = math.log2(math.e)
 
 
+def _clamped_exp(x: th.Tensor) -> th.Tensor:
+    """``exp(min(x, 20))`` as ``exp2``, into a new tensor: Mish's only transcendental."""
+    return x.clamp(max=20.0).mul_(LOG2E).exp2_()
+
+
 def _mish_from_exp(x: th.Tensor, e: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
     """``tanh(softplus(x))`` from ``e = exp(x)``: ``n / (n + 2)`` with ``n = e (e + 2)``; also returns ``n``."""
     n = (e + 2).mul_(e)
@@ -23,7 +28,7 @@ def _mish_from_exp(x: th.Tensor, e: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
 class _MishFunction(th.autograd.Function):
     @staticmethod
     def forward(ctx, x: th.Tensor) -> th.Tensor:
-        e = x.clamp(max=20.0).mul_(LOG2E).exp2_()
+        e = _clamped_exp(x)
         t, _ = _mish_from_exp(x, e)
         ctx.save_for_backward(x, t, e)
         return t * x
@@ -45,7 +50,7 @@ class Mish(nn.Module):
     def forward(self, x: th.Tensor) -> th.Tensor:
         if th.is_grad_enabled() and x.requires_grad:
             return _MishFunction.apply(x)
-        e = x.clamp(max=20.0).mul_(LOG2E).exp2_()
+        e = _clamped_exp(x)
         n = (e + 2).mul_(e)
         return n.div_(n + 2).mul_(x)
 
@@ -117,7 +122,8 @@ def linear(x: th.Tensor, weight: th.Tensor, bias: th.Tensor | None = None) -> th
     """
     if (
         ONEDNN_LINEAR
-        and x.numel() * weight.shape[0] >= max(ONEDNN_MIN_MACS, 1)  # first: the small products leave at once
+        and x.numel() * weight.shape[0] >= ONEDNN_MIN_MACS  # first: the small products leave at once
+        and x.numel() > 0
         and x.device.type == "cpu"
         and x.dtype == th.float32
         and weight.dtype == th.float32
