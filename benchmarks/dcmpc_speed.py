@@ -1,7 +1,7 @@
 """Speed and memory of DC-MPC's two hot calls: one MPPI planning call and one gradient update.
 
     python benchmarks/dcmpc_speed.py [--size paper|pendulum-cpu] [--threads 2] [--repeats 5] [--mixed-precision bf16]
-        [--compile-planner] [--malloc keep-freed|default] [--device cpu|cuda]
+        [--compile-planner] [--cuda-graph-planner] [--malloc keep-freed|default] [--device cpu|cuda]
 
 For each call it reports the matrix-product FLOPs (counted by ``torch.utils.flop_counter`` from the layer
 sizes actually run, backward included), the fp32 matmul rate of this machine measured in the same run, the
@@ -93,6 +93,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     add_precision_option(parser)
     parser.add_argument("--compile-planner", action="store_true", help="DCMPC(compile_planner=True)")
+    parser.add_argument("--cuda-graph-planner", action="store_true", help="DCMPC(cuda_graph_planner=True)")
     add_malloc_option(parser)
     add_device_option(parser)
     args = parser.parse_args()
@@ -120,13 +121,16 @@ def main() -> None:
     rows = []
     for name, fn, per_call in (("planning call", plan, 1), ("gradient update", two_updates, 2)):
         flops = count_flops(fn) / per_call  # counted eagerly
-        if args.compile_planner and name == "planning call":
-            model.policy.compile_planner()  # as DCMPC(compile_planner=True) does; the warm-up call compiles
+        if name == "planning call":  # as DCMPC(...) sets them; the warm-up call compiles / captures
+            model.policy.cuda_graph_planner = args.cuda_graph_planner
+            if args.compile_planner:
+                model.policy.compile_planner()
         rates[low].append(device_matmul_rate(low, args.device))
         times = [t / per_call for t in call_times(fn, args.repeats, args.device)]
         rates[low].append(device_matmul_rate(low, args.device))
         rows.append((name, flops, times))
-    setting = f"size={args.size} precision={args.mixed_precision} compiled={args.compile_planner} malloc={args.malloc}"
+    setting = f"size={args.size} precision={args.mixed_precision} compiled={args.compile_planner} "
+    setting += f"graph={args.cuda_graph_planner} malloc={args.malloc}"
     print(f"{setting} threads={args.threads} repeats={args.repeats} torch={th.__version__} device={describe(args.device)}")
     for name, dtype in PRECISIONS.items():
         if dtype not in rates:

@@ -5,9 +5,10 @@
 #
 # STEPS names the steps to run (default: all; the import check always runs).
 # Runs, in order of importance, each step under a timeout that also respects the overall deadline (default 520 s):
-# the CUDA tests (tests/test_cuda.py), env steps per second on dm_control walker-walk at the paper's sizes, the
-# per-call speed scripts on the GPU (fp32, bf16, compiled planner), then the rest of the test suite on CUDA (the
-# tests leave SB3's device="auto", which picks the GPU). Everything goes to $OUT/gpu_check.log (default /tmp).
+# the CUDA tests (tests/test_cuda.py), the rest of the test suite on CUDA (the tests leave SB3's device="auto", which
+# picks the GPU), DC-MPC's per-call speed on the GPU (eager, compiled steps, the planning call as a CUDA graph) and env
+# steps per second on dm_control walker-walk at the paper's sizes, then Dreamer's, then bf16. Everything goes to
+# $OUT/gpu_check.log (default /tmp).
 #
 # The machine has PyTorch but none of SB3, Gymnasium, dm_control or MuJoCo: their wheels' contents are unpacked
 # into .devsite (ignored by git; see docs/gpu.md for how it is made) and put on PYTHONPATH; .gl holds the EGL loader
@@ -53,19 +54,23 @@ print('pixel walker frame', obs.shape, obs.dtype, 'mean', obs.mean())
 " || exit 1
 
 step cuda-tests 150 python3 -m pytest tests/test_cuda.py -n 4 -q -rfEs -p no:cacheprovider --durations=5
+# The rest of the suite, on CUDA (rl_zoo3 is not on the machine: the Zoo and Hub tests are left out).
+step suite-on-cuda 150 python3 -m pytest tests -n 8 -q -rfE -p no:cacheprovider --ignore=tests/test_zoo.py \
+    --ignore=tests/test_hub.py --ignore=tests/test_cuda.py --ignore=tests/test_learning.py --durations=5
 cd benchmarks
-step walker-dcmpc 75 python3 walker_steps.py --algo dcmpc
 step dcmpc-speed-fp32 50 python3 dcmpc_speed.py --device cuda --repeats 20 --threads 4
-step dreamer-speed-fp32 50 python3 dreamer_speed.py --device cuda --repeats 5 --threads 4
-step dcmpc-speed-bf16 50 python3 dcmpc_speed.py --device cuda --repeats 20 --threads 4 --mixed-precision bf16
 step dcmpc-speed-compiled 90 python3 dcmpc_speed.py --device cuda --repeats 20 --threads 4 --compile-planner
+step dcmpc-speed-graph 60 python3 dcmpc_speed.py --device cuda --repeats 20 --threads 4 --cuda-graph-planner
+step dcmpc-speed-graph-compiled 90 python3 dcmpc_speed.py --device cuda --repeats 20 --threads 4 --cuda-graph-planner \
+    --compile-planner
+step walker-dcmpc 75 python3 walker_steps.py --algo dcmpc
 step walker-dcmpc-compiled 90 python3 walker_steps.py --algo dcmpc --compile-planner
+step walker-dcmpc-graph 90 python3 walker_steps.py --algo dcmpc --cuda-graph-planner
+step dreamer-speed-fp32 50 python3 dreamer_speed.py --device cuda --repeats 5 --threads 4
 step walker-dreamer-pixels 100 python3 walker_steps.py --algo dreamer --pixels
 step walker-dreamer-vector 80 python3 walker_steps.py --algo dreamer
-step dreamer-speed-bf16 45 python3 dreamer_speed.py --device cuda --repeats 5 --threads 4 --mixed-precision bf16
 step dreamer-speed-vector 40 python3 dreamer_speed.py --device cuda --size paper-vector --repeats 5 --threads 4
+step dcmpc-speed-bf16 50 python3 dcmpc_speed.py --device cuda --repeats 20 --threads 4 --mixed-precision bf16
+step dreamer-speed-bf16 45 python3 dreamer_speed.py --device cuda --repeats 5 --threads 4 --mixed-precision bf16
 cd ..
-# The rest of the suite, on CUDA (rl_zoo3 is not on the machine: the Zoo and Hub tests are left out).
-step suite-on-cuda 600 python3 -m pytest tests -n 8 -q -rfE -p no:cacheprovider --ignore=tests/test_zoo.py \
-    --ignore=tests/test_hub.py --ignore=tests/test_cuda.py --ignore=tests/test_learning.py --durations=5
 echo "== done after $SECONDS s"

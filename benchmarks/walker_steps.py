@@ -1,7 +1,7 @@
 """Env steps per second on dm_control walker-walk at the paper's sizes, acting and updates included (for a GPU).
 
     python benchmarks/walker_steps.py --algo dcmpc|dreamer [--pixels] [--device cuda] [--compile-planner]
-        [--mixed-precision fp32|bf16|fp16] [--learning-starts 1000] [--timed 500]
+        [--cuda-graph-planner] [--mixed-precision fp32|bf16|fp16] [--learning-starts 1000] [--timed 500]
 
 Every network size, batch and schedule is the constructor default (the papers'), on ``dm_control/walker-walk-v0``
 (DC-MPC, and Dreamer with ``MultiInputPolicy``) or ``sb3_worldmodels/dmc-walker-walk-pixels-v0`` (Dreamer with
@@ -51,6 +51,7 @@ def main() -> None:
     parser.add_argument("--pixels", action="store_true", help="Dreamer on 64x64 frames (action repeat 2)")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--compile-planner", action="store_true", help="DC-MPC: DCMPC(compile_planner=True)")
+    parser.add_argument("--cuda-graph-planner", action="store_true", help="DC-MPC: DCMPC(cuda_graph_planner=True)")
     add_precision_option(parser)
     parser.add_argument("--learning-starts", type=int, default=1000)
     parser.add_argument("--timed", type=int, default=None, help="timed env steps (default: 500 DC-MPC, 1000 Dreamer)")
@@ -63,7 +64,10 @@ def main() -> None:
     common.update(json.loads(args.override))
     if args.algo == "dcmpc":
         env_id, policy = "dm_control/walker-walk-v0", "MultiInputPolicy"
-        model = DCMPC(policy, env_id, compile_planner=args.compile_planner, pretrain_gradient_steps=10, **common)
+        model = DCMPC(
+            policy, env_id, compile_planner=args.compile_planner, cuda_graph_planner=args.cuda_graph_planner,
+            pretrain_gradient_steps=10, **common,
+        )  # fmt: skip
         warm, timed = args.learning_starts + 50, args.timed or 500
     else:
         env_id = "sb3_worldmodels/dmc-walker-walk-pixels-v0" if args.pixels else "dm_control/walker-walk-v0"
@@ -77,6 +81,7 @@ def main() -> None:
     seconds = time.perf_counter() - start
     env_rate = env_only_rate(env_id)
     setting = f"{args.algo} {env_id} {policy} precision={args.mixed_precision} compiled={args.compile_planner}"
+    setting += f" graph={args.cuda_graph_planner}"
     if args.override != "{}":
         setting += f" override={args.override}"
     print(f"{setting} device={describe(args.device)} torch={th.__version__} threads={args.threads}")

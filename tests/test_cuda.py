@@ -58,6 +58,44 @@ def test_dcmpc_planning_and_updates_do_not_wait_for_the_gpu(tiny_dcmpc_kwargs, m
     assert all(p.is_cuda for p in policy.parameters())
 
 
+@pytest.mark.parametrize("compile_planner, mixed_precision", [(False, None), (True, None), (False, "bf16")])
+def test_cuda_graph_planner_replays_the_eager_plan(tiny_dcmpc_kwargs, compile_planner, mixed_precision):
+    model = DCMPC(
+        "MlpPolicy", "Pendulum-v1", seed=0, device="cuda", cuda_graph_planner=True, compile_planner=compile_planner,
+        mixed_precision=mixed_precision, **tiny_dcmpc_kwargs,
+    )  # fmt: skip
+    model.learn(70)
+    policy = model.policy
+    assert len(policy._plan_graphs) == 1  # the training steps (one env) replayed one graph
+    obs = th.as_tensor(np.stack([model.observation_space.sample() for _ in range(3)]), device="cuda")
+    previous = policy.plan(obs).mean  # captures the graph of 3 states
+    starts = th.tensor([False, True, False], device="cuda")
+    with SyncsRaise():
+        policy.plan(obs, previous, starts, exploration_std=0.1)
+
+    def graphed_and_eager():
+        results = []
+        for graph in (True, False):
+            policy.cuda_graph_planner = graph
+            th.manual_seed(5)  # a replay draws the noise the eager call draws after the same seed
+            results.append(policy.plan(obs, previous, starts, exploration_std=0.3))
+        policy.cuda_graph_planner = True
+        return results
+
+    graphed, eager = graphed_and_eager()
+    for a, b in zip(graphed, eager, strict=True):
+        assert th.allclose(a, b, atol=1e-4), (a, b)
+    # Parameters changed in place (as the optimizers change them) reach the graph.
+    with th.no_grad():
+        for p in policy.parameters():
+            p.add_(0.05 * th.randn_like(p))
+    graphed_after, eager_after = graphed_and_eager()
+    assert not th.allclose(graphed_after.elite_value, graphed.elite_value)
+    for a, b in zip(graphed_after, eager_after, strict=True):
+        assert th.allclose(a, b, atol=1e-4), (a, b)
+    assert len(policy._plan_graphs) == 2
+
+
 @pytest.mark.parametrize("mixed_precision", [None, "bf16"])
 def test_dreamer_updates_and_acting_do_not_wait_for_the_gpu(tiny_dreamer_kwargs, mixed_precision):
     model = Dreamer("MlpPolicy", "Pendulum-v1", seed=0, device="cuda", mixed_precision=mixed_precision, **tiny_dreamer_kwargs)

@@ -22,6 +22,7 @@ from stable_baselines3.common.vec_env import VecNormalize
 from sb3_worldmodels import DCMPC
 from sb3_worldmodels.common.networks import LOG2E
 from sb3_worldmodels.dcmpc.dcmpc import first_argmax as dcmpc_first_argmax
+from sb3_worldmodels.dcmpc.policies import PlanGraph
 
 VECTOR = spaces.Box(-1, 1, (3,), np.float32)
 ACTION = spaces.Box(-1, 1, (1,), np.float32)
@@ -248,6 +249,36 @@ def test_planning_rolls_the_policy_sequences_out_once_for_the_same_plan(tiny_dcm
         assert th.allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
+def test_plan_graph_inputs_give_the_eager_plan(tiny_dcmpc_kwargs):
+    # PlanGraph keeps its inputs in fixed memory: without a previous plan it starts from the plan of a new episode,
+    # and its noise std is a tensor that always draws noise. On the CPU it runs the call eagerly on those inputs
+    # (on CUDA it replays the captured call: test_cuda.py), so its plumbing is checked here against plan().
+    model = DCMPC("MlpPolicy", "Pendulum-v1", seed=0, device="cpu", **tiny_dcmpc_kwargs)
+    model.learn(60)
+    policy = model.policy
+    obs = th.randn(3, 3)
+    addresses = tuple(t.data_ptr() for t in (*policy.parameters(), *policy.buffers()))
+    graph = PlanGraph(policy, obs, addresses)
+    assert graph.graph is None
+    previous = policy.plan(obs).mean
+    starts = th.tensor([False, True, False])
+    for args in [(None, None, 0.3), (previous, starts, 0.3), (previous, None, 0.7), (None, None, 0.3), (None, None, 0.0)]:
+        th.manual_seed(5)
+        eager = policy.plan(obs, *args[:2], exploration_std=args[2])
+        th.manual_seed(5)
+        graphed = graph(obs, *args)
+        if args[2] == 0.0:  # the graph draws the noise at std 0 too: the same plan only where nothing was drawn
+            assert graphed.action.shape == eager.action.shape and th.all(graphed.action.abs() <= 1)
+            continue
+        for a, b in zip(graphed, eager, strict=True):
+            assert th.allclose(a, b, rtol=1e-5, atol=1e-6)
+    # The outputs are copies: a later call does not change them.
+    first = graph(obs, None, None, 0.3)
+    kept = first.action.clone()
+    graph(obs + 1, None, None, 0.3)
+    assert th.equal(first.action, kept)
+
+
 def test_code_major_logits_and_expected_codes_match_the_stored_slot_major_layer(tiny_dcmpc_kwargs):
     # The dynamics compute their logits code-major with a reordered copy of the output layer (faster softmax and
     # expectation over the 15 codes); values and gradients must be those of the stored slot-major layer.
@@ -395,6 +426,7 @@ import gymnasium as gym
 import torch
 from sb3_worldmodels import DCMPC
 from sb3_worldmodels.dcmpc.dcmpc import first_argmax as dcmpc_first_argmax
+from sb3_worldmodels.dcmpc.policies import PlanGraph
 torch.set_num_threads(1)
 model = DCMPC.load({str(tmp_path / "model")!r}, env=gym.make("Pendulum-v1"))
 model.load_replay_buffer({str(tmp_path / "buffer")!r})

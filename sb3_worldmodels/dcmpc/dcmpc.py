@@ -136,6 +136,10 @@ class DCMPC(WorldModelAlgorithm):
     :param use_planner: Act with MPPI (``True``) or with the actor alone (``False``, an ablation).
     :param compile_planner: ``torch.compile`` the latent steps MPPI evaluates (dynamics, reward, policy prior); on
         CUDA with ``mode="reduce-overhead"``, which captures them in CUDA graphs. The first planning calls compile.
+    :param cuda_graph_planner: On CUDA, capture each non-deterministic planning call whole (encoder, MPPI,
+        exploration noise) in a CUDA graph, one per observation batch shape, and replay it
+        (:class:`~sb3_worldmodels.dcmpc.policies.PlanGraph`); with ``compile_planner`` the steps inside are compiled
+        without graphs of their own. Deterministic planning (evaluation) and planning on the CPU run eagerly.
     :param action_noise: Extra SB3 action noise added on top (not used by the paper).
     :param mixed_precision: ``None`` (float32, the papers' setting), ``"bf16"`` or ``"fp16"``: autocast for planning /
         acting and for updates (``sb3_worldmodels/common/precision.py``; fp16 adds a gradient scaler).
@@ -197,6 +201,7 @@ class DCMPC(WorldModelAlgorithm):
         plan_discount: float | None = None,
         use_planner: bool = True,
         compile_planner: bool = False,
+        cuda_graph_planner: bool = False,
         action_noise: ActionNoise | None = None,
         mixed_precision: str | None = None,
         replay_buffer_class: type[SequenceReplayBuffer] | None = None,
@@ -259,6 +264,7 @@ class DCMPC(WorldModelAlgorithm):
         self.plan_discount = plan_discount
         self.use_planner = use_planner
         self.compile_planner = compile_planner
+        self.cuda_graph_planner = cuda_graph_planner
         if _init_setup_model:
             self._setup_model()
 
@@ -292,6 +298,8 @@ class DCMPC(WorldModelAlgorithm):
         n_steps, self.n_steps = self.n_steps, 1
         super()._setup_model()
         self.n_steps = n_steps
+        # getattr: checkpoints saved before the option existed
+        self.policy.cuda_graph_planner = bool(getattr(self, "cuda_graph_planner", False))
         if self.compile_planner:
             self.policy.compile_planner()
         self._n_critic_updates = getattr(self, "_n_critic_updates", 0)

@@ -119,10 +119,14 @@ class MPPIPlanner:
         model: LatentModel,
         latent: th.Tensor,
         mean: th.Tensor,
-        policy_noise_std: float = 0.0,
+        policy_noise_std: float | th.Tensor = 0.0,
         generator: th.Generator | None = None,
     ) -> PlanResult:
-        """Plan from ``E`` start latents ``(E, D)`` with initial mean ``(E, horizon, A)``."""
+        """Plan from ``E`` start latents ``(E, D)`` with initial mean ``(E, horizon, A)``.
+
+        :param policy_noise_std: Std of the Gaussian noise on the policy prior's actions. A float 0 draws none; a 0-d
+            tensor (the captured planning call of a CUDA graph, whose std changes between replays) always draws it.
+        """
         n_states, device = latent.shape[0], latent.device
         H, N, P, K, A = self.horizon, self.num_samples, self.num_policy_trajs, self.num_elites, self.action_dim
         actions = th.empty(n_states, N, H, A, device=device)
@@ -135,7 +139,7 @@ class MPPIPlanner:
         policy_returns, discount = th.zeros(n_states * P, device=device), 1.0
         for t in range(H if P > 0 else 0):
             prior = model.policy_prior(z)
-            if policy_noise_std > 0:
+            if isinstance(policy_noise_std, th.Tensor) or policy_noise_std > 0:
                 prior = prior + policy_noise_std * th.randn(prior.shape, device=device, generator=generator)
             prior = prior.clamp(-1, 1)
             actions[:, :P, t] = prior.view(n_states, P, A)

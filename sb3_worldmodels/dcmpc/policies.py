@@ -54,6 +54,9 @@ class DCMPCPolicy(BasePolicy):
 
     #: ``None`` (float32), ``"bf16"`` or ``"fp16"``: autocast while planning / acting (set by the algorithm).
     mixed_precision: str | None = None
+    #: On CUDA, replay each non-deterministic planning call from a CUDA graph of the whole call (:class:`PlanGraph`;
+    #: set by the algorithm's ``cuda_graph_planner``).
+    cuda_graph_planner: bool = False
     #: :meth:`planning_head` while :meth:`plan` runs: one copy of the reordered layer serves all its steps.
     _planning_head: tuple[th.Tensor, th.Tensor] | None = None
 
@@ -98,6 +101,7 @@ class DCMPCPolicy(BasePolicy):
         self.critic_learning_rate = critic_learning_rate
         self.world_model_weight_decay = world_model_weight_decay
         self.planner_kwargs = dict(planner_kwargs or {})
+        self._plan_graphs: dict[tuple, PlanGraph] = {}  # process state: graphs are captured again after loading
         self._build(lr_schedule)
 
     def _build(self, lr_schedule: Schedule) -> None:
@@ -252,7 +256,9 @@ class DCMPCPolicy(BasePolicy):
 
     def terminal_value(self, latent: th.Tensor, generator: th.Generator | None = None) -> th.Tensor:
         """Average Q of two randomly chosen critics at the actor's action (DC-MPC / REDQ)."""
-        chosen = th.randperm(self.n_critics, device=latent.device, generator=generator)[: min(2, self.n_critics)]
+        # Two distinct critics, uniformly: the indices of the two largest of n uniform draws (plain kernels, which a
+        # CUDA graph of the planning call captures as they are).
+        chosen = th.rand(self.n_critics, device=latent.device, generator=generator).topk(min(2, self.n_critics)).indices
         return self.q_values(latent, self.act(latent), members=chosen).mean(dim=0)
 
     def compile_planner(self) -> None:
@@ -263,10 +269,11 @@ class DCMPCPolicy(BasePolicy):
         again after loading).
         """
         cuda = self.device.type == "cuda"
-        mode = "reduce-overhead" if cuda else None
+        # Inside a CUDA graph of the whole call (cuda_graph_planner) the steps are plain compiled kernels.
+        mode = "reduce-overhead" if cuda and not self.cuda_graph_planner else None
         imagine = th.compile(type(self)._imagine_step.__get__(self), mode=mode, dynamic=False)
         prior = th.compile(type(self).policy_prior.__get__(self), mode=mode, dynamic=False)
-        if cuda:
+        if mode == "reduce-overhead":
             # A CUDA graph writes the outputs of every replay into the same memory, so a latent kept from one step
             # would be overwritten by the next replay (PyTorch raises when it is read): each step's outputs are copied.
             imagine, prior = _copying_outputs(imagine), _copying_outputs(prior)
@@ -287,25 +294,53 @@ class DCMPCPolicy(BasePolicy):
         With ``deterministic=True`` the planner's noise comes from a generator seeded with a constant, so the same
         observation and warm start always give the same action, and no exploration noise is added.
         """
-        n_states = next(iter(obs.values())).shape[0] if isinstance(obs, dict) else obs.shape[0]
+        if self.cuda_graph_planner and self.device.type == "cuda" and not deterministic:
+            return self._graphed_plan(obs, previous_mean, episode_start, exploration_std)
         generator = None
         if deterministic:
             generator = th.Generator(device=self.device).manual_seed(DETERMINISTIC_PLANNER_SEED)
         with th.inference_mode(), autocast(self.device, self.mixed_precision):
-            latent = self.encode(obs)
-            mean = self.planner.warm_start(previous_mean, episode_start, n_states, latent.device)
-            noise_std = 0.0 if deterministic else exploration_std
-            # The reordered copy is not a parameter, so autocast would cast it again in every step: cast it once here.
-            dtype = th.get_autocast_dtype(self.device.type) if self.mixed_precision else th.float32
-            self._planning_head = tuple(t.to(dtype) for t in self.planning_head())
-            try:
-                result = self.planner.plan(self, latent, mean, policy_noise_std=noise_std, generator=generator)
-            finally:
-                self._planning_head = None
-            action = result.action
-            if noise_std > 0:
-                action = (action + noise_std * th.randn_like(action)).clamp(-1, 1)
+            return self._plan(obs, previous_mean, episode_start, 0.0 if deterministic else exploration_std, generator)
+
+    def _plan(
+        self,
+        obs: PyTorchObs,
+        previous_mean: th.Tensor | None,
+        episode_start: th.Tensor | None,
+        noise_std: float | th.Tensor,
+        generator: th.Generator | None = None,
+    ) -> PlanResult:
+        """The planning call of :meth:`plan`, run eagerly or captured in a CUDA graph (:class:`PlanGraph`).
+
+        :param noise_std: Std of the exploration noise, on the policy prior's actions and on the action chosen. A
+            float 0 draws no noise; a 0-d tensor always draws it (its value changes between a graph's replays).
+        """
+        n_states = next(iter(obs.values())).shape[0] if isinstance(obs, dict) else obs.shape[0]
+        latent = self.encode(obs)
+        mean = self.planner.warm_start(previous_mean, episode_start, n_states, latent.device)
+        # The reordered copy is not a parameter, so autocast would cast it again in every step: cast it once here.
+        dtype = th.get_autocast_dtype(self.device.type) if self.mixed_precision else th.float32
+        self._planning_head = tuple(t.to(dtype) for t in self.planning_head())
+        try:
+            result = self.planner.plan(self, latent, mean, policy_noise_std=noise_std, generator=generator)
+        finally:
+            self._planning_head = None
+        action = result.action
+        if isinstance(noise_std, th.Tensor) or noise_std > 0:
+            action = (action + noise_std * th.randn_like(action)).clamp(-1, 1)
         return result._replace(action=action)
+
+    def _graphed_plan(
+        self, obs: PyTorchObs, previous_mean: th.Tensor | None, episode_start: th.Tensor | None, exploration_std: float
+    ) -> PlanResult:
+        """:meth:`plan` by replaying a CUDA graph of the whole call, captured at the first call for each shape of
+        ``obs`` (and again if the parameters were moved to new memory)."""
+        key = (self.mixed_precision, *((k, v.shape, v.dtype) for k, v in _tensor_items(obs)))
+        addresses = tuple(t.data_ptr() for t in (*self.parameters(), *self.buffers()))
+        graph = self._plan_graphs.get(key)
+        if graph is None or graph.addresses != addresses:
+            graph = self._plan_graphs[key] = PlanGraph(self, obs, addresses)
+        return graph(obs, previous_mean, episode_start, exploration_std)
 
     def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> th.Tensor:
         return self.plan(observation, deterministic=deterministic).action
@@ -334,6 +369,84 @@ class DCMPCPolicy(BasePolicy):
 
 
 MlpPolicy = DCMPCPolicy
+
+
+def _tensor_items(obs: PyTorchObs) -> list[tuple[str, th.Tensor]]:
+    """``(key, tensor)`` pairs of a Dict observation, ``[("", obs)]`` for a tensor."""
+    return list(obs.items()) if isinstance(obs, dict) else [("", obs)]
+
+
+class PlanGraph:
+    """A CUDA graph of one planning call (:meth:`DCMPCPolicy._plan`: encoder, warm start, MPPI, exploration noise) for
+    observations of one shape.
+
+    A planning call at the paper's sizes launches about a thousand small kernels (6 MPPI iterations x 3 latent steps
+    of 512 x E sequences, each a few products, a softmax and elementwise work), and on a GPU the launches, not the
+    arithmetic, take its time (BENCHMARKS.md, "GPU"). A graph launches them all at once. Its inputs and outputs live in
+    fixed memory: each call copies the observation, the previous plan, the episode starts and the noise std in,
+    replays, and returns copies of the outputs (the next replay overwrites them).
+
+    - The parameters are read from their memory at every replay, so updates (in place, as the optimizers and the
+      Polyak averaging write them) and ``load_state_dict`` reach the graph. Parameters moved to new memory make
+      :meth:`DCMPCPolicy._graphed_plan` capture again.
+    - Random numbers come from PyTorch's default CUDA generator, which a graph advances at each replay as the eager
+      call would: after the same ``torch.manual_seed`` a replay draws the same noise as the eager call.
+    - The noise std is an input, so one graph serves the whole exploration schedule; it always draws the noise,
+      also when the std is 0 (adding zeros).
+    - Without a previous plan, the warm start is the plan of a new episode: zeros.
+
+    :param policy: The policy whose planning call is captured.
+    :param obs: An observation batch of the shape to capture (its values are not used after the capture).
+    :param addresses: Memory addresses of the policy's parameters and buffers at the capture.
+    """
+
+    def __init__(self, policy: DCMPCPolicy, obs: PyTorchObs, addresses: tuple[int, ...]):
+        self.policy, self.addresses = policy, addresses
+        self.obs = {k: v.clone() for k, v in obs.items()} if isinstance(obs, dict) else obs.clone()
+        n_states, planner = _tensor_items(obs)[0][1].shape[0], policy.planner
+        device = policy.device
+        self.previous_mean = th.zeros(n_states, planner.horizon, planner.action_dim, device=device)
+        self.episode_start = th.ones(n_states, dtype=th.bool, device=device)
+        self.noise_std = th.zeros((), device=device)
+
+        self.graph: th.cuda.CUDAGraph | None = None
+        if device.type != "cuda":  # no graph: each call runs eagerly on the static inputs (the tests on the CPU)
+            return
+        # Warm up on a side stream (lazy initialisations, the compiled steps' compilation), then capture.
+        stream = th.cuda.Stream(device)
+        stream.wait_stream(th.cuda.current_stream(device))
+        with th.cuda.stream(stream):
+            for _ in range(2):
+                self._call()
+        th.cuda.current_stream(device).wait_stream(stream)
+        self.graph = th.cuda.CUDAGraph()
+        with th.cuda.graph(self.graph):
+            self.outputs = self._call()
+
+    def _call(self) -> PlanResult:
+        with th.inference_mode(), autocast(self.policy.device, self.policy.mixed_precision):
+            return self.policy._plan(self.obs, self.previous_mean, self.episode_start, self.noise_std)
+
+    def __call__(
+        self, obs: PyTorchObs, previous_mean: th.Tensor | None, episode_start: th.Tensor | None, noise_std: float
+    ) -> PlanResult:
+        with th.inference_mode():
+            for (_, static), (_, value) in zip(_tensor_items(self.obs), _tensor_items(obs), strict=True):
+                static.copy_(value)
+            if previous_mean is None:
+                self.episode_start.fill_(True)
+            else:
+                self.previous_mean.copy_(previous_mean)
+                if episode_start is None:
+                    self.episode_start.fill_(False)
+                else:
+                    self.episode_start.copy_(episode_start)
+            self.noise_std.fill_(noise_std)
+            if self.graph is None:
+                self.outputs = self._call()
+            else:
+                self.graph.replay()
+            return PlanResult(*(t.clone() for t in self.outputs))
 
 
 def _copying_outputs(fn: Callable[..., Any]) -> Callable[..., Any]:
