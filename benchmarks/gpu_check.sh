@@ -66,6 +66,7 @@ step dcmpc-speed-graph-compiled 90 python3 dcmpc_speed.py --device cuda --repeat
 step walker-dcmpc 75 python3 walker_steps.py --algo dcmpc
 step walker-dcmpc-compiled 90 python3 walker_steps.py --algo dcmpc --compile-planner
 step walker-dcmpc-graph 90 python3 walker_steps.py --algo dcmpc --cuda-graph-planner
+step walker-dcmpc-graph-compiled 100 python3 walker_steps.py --algo dcmpc --cuda-graph-planner --compile-planner
 step dreamer-speed-fp32 50 python3 dreamer_speed.py --device cuda --repeats 5 --threads 4
 step walker-dreamer-pixels 100 python3 walker_steps.py --algo dreamer --pixels
 step walker-dreamer-vector 80 python3 walker_steps.py --algo dreamer
