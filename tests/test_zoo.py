@@ -169,3 +169,19 @@ def test_shipped_zoo_entries_are_the_documented_presets(algo, env_id, preset):
     entry = {k: v for k, v in entry.items() if k not in ("n_timesteps", "policy")}
     entry["policy_kwargs"] = eval(entry["policy_kwargs"], {"dict": dict})  # the Zoo evaluates it the same way
     assert entry == getattr(presets, preset)
+
+
+@pytest.mark.parametrize("algo", ["dcmpc", "dreamer"])
+def test_every_shipped_zoo_entry_names_only_constructor_arguments(algo):
+    # A misspelt key would only fail when the Zoo builds the model for that env (the GPU entries are never run here).
+    import inspect
+
+    import yaml
+
+    from sb3_worldmodels import DCMPC, Dreamer
+    from sb3_worldmodels.zoo import HYPERPARAMS_DIR
+
+    zoo_keys = {"n_timesteps", "n_envs", "normalize", "env_wrapper", "vec_env_wrapper", "frame_stack", "callback"}
+    accepted = set(inspect.signature({"dcmpc": DCMPC, "dreamer": Dreamer}[algo]).parameters) | zoo_keys
+    for env_id, entry in yaml.safe_load((HYPERPARAMS_DIR / f"{algo}.yml").read_text()).items():
+        assert set(entry) <= accepted, (env_id, set(entry) - accepted)
