@@ -426,7 +426,6 @@ import gymnasium as gym
 import torch
 from sb3_worldmodels import DCMPC
 from sb3_worldmodels.dcmpc.dcmpc import first_argmax as dcmpc_first_argmax
-from sb3_worldmodels.dcmpc.policies import PlanGraph
 torch.set_num_threads(1)
 model = DCMPC.load({str(tmp_path / "model")!r}, env=gym.make("Pendulum-v1"))
 model.load_replay_buffer({str(tmp_path / "buffer")!r})
