@@ -380,11 +380,11 @@ class PlanGraph:
     """A CUDA graph of one planning call (:meth:`DCMPCPolicy._plan`: encoder, warm start, MPPI, exploration noise) for
     observations of one shape.
 
-    A planning call at the paper's sizes launches about a thousand small kernels (6 MPPI iterations x 3 latent steps
-    of 512 x E sequences, each a few products, a softmax and elementwise work), and on a GPU the launches, not the
-    arithmetic, take its time (BENCHMARKS.md, "GPU"). A graph launches them all at once. Its inputs and outputs live in
-    fixed memory: each call copies the observation, the previous plan, the episode starts and the noise std in,
-    replays, and returns copies of the outputs (the next replay overwrites them).
+    A planning call launches many small kernels (in each of the 6 MPPI iterations, 3 latent steps of a few products,
+    a softmax and elementwise work, then the elite selection and refit), and on a GPU the launches, not the arithmetic,
+    take its time at the paper's sizes (BENCHMARKS.md, "GPU"). A graph launches them all at once. Its inputs and
+    outputs live in fixed memory: each call copies the observation, the previous plan, the episode starts and the noise
+    std in, replays, and returns copies of the outputs (the next replay overwrites them).
 
     - The parameters are read from their memory at every replay, so updates (in place, as the optimizers and the
       Polyak averaging write them) and ``load_state_dict`` reach the graph. Parameters moved to new memory make
