@@ -135,7 +135,8 @@ class DCMPC(WorldModelAlgorithm):
     :param plan_discount: Discount of rewards along the plan; ``None`` uses ``gamma``. The official code uses ``rho``.
     :param use_planner: Act with MPPI (``True``) or with the actor alone (``False``, an ablation).
     :param compile_planner: ``torch.compile`` the latent steps MPPI evaluates (dynamics, reward, policy prior); on
-        CUDA with ``mode="reduce-overhead"``, which captures them in CUDA graphs. The first planning calls compile.
+        CUDA with ``mode="reduce-overhead"``, which captures them in CUDA graphs (with ``cuda_graph_planner``, mode
+        ``"default"`` inside the call's graph). The first planning calls compile.
     :param cuda_graph_planner: On CUDA, capture each non-deterministic planning call whole (encoder, MPPI,
         exploration noise) in a CUDA graph, one per observation batch shape, and replay it
         (:class:`~sb3_worldmodels.dcmpc.policies.PlanGraph`); with ``compile_planner`` the steps inside are compiled
