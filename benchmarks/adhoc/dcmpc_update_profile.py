@@ -1,6 +1,7 @@
 """torch.profiler of two DC-MPC updates (or planning calls) at the paper sizes, self CPU time per operation.
 
     python benchmarks/adhoc/dcmpc_update_profile.py [--call update|plan] [--shapes] [--malloc keep-freed|default]
+        [--warmup 1]
 
 "Session 5: where a paper-size update goes" and "Session 7" in BENCHMARKS.md (session 5 ran it before the --call,
 --shapes and --malloc options existed, with glibc's default allocator).
@@ -20,6 +21,7 @@ from dcmpc_speed import ready_for_updates  # noqa: E402
 parser = argparse.ArgumentParser()
 parser.add_argument("--call", choices=["update", "plan"], default="update")
 parser.add_argument("--shapes", action="store_true", help="group by input shapes")
+parser.add_argument("--warmup", type=int, default=1, help="calls before the profiled one (the heap grows over the first)")
 add_malloc_option(parser)
 args = parser.parse_args()
 apply_malloc_option(args)
@@ -36,7 +38,8 @@ def call():
             m.policy.plan(obs, exploration_std=0.1)
 
 
-call()
+for _ in range(args.warmup):
+    call()
 with profile(activities=[ProfilerActivity.CPU], record_shapes=args.shapes) as prof:
     call()
 print(
