@@ -279,6 +279,26 @@ def test_plan_graph_inputs_give_the_eager_plan(tiny_dcmpc_kwargs):
     assert th.equal(first.action, kept)
 
 
+def test_cuda_graph_planner_is_saved_and_changes_nothing_on_the_cpu(tmp_path, tiny_dcmpc_kwargs):
+    model = DCMPC("MlpPolicy", "Pendulum-v1", seed=0, device="cpu", cuda_graph_planner=True, **tiny_dcmpc_kwargs)
+    model.learn(60)
+    policy, obs = model.policy, th.randn(2, 3)
+    assert policy.cuda_graph_planner and not policy._plan_graphs  # the CPU plans eagerly
+    plans = []
+    for flag in (True, False):
+        policy.cuda_graph_planner = flag
+        th.manual_seed(3)
+        plans.append(policy.plan(obs, exploration_std=0.2))
+    for a, b in zip(*plans, strict=True):
+        assert th.equal(a, b)
+    policy.cuda_graph_planner = True
+    model.save(tmp_path / "model")
+    loaded = DCMPC.load(tmp_path / "model", device="cpu")
+    assert loaded.cuda_graph_planner and loaded.policy.cuda_graph_planner
+    off = DCMPC.load(tmp_path / "model", device="cpu", custom_objects={"cuda_graph_planner": False})
+    assert not off.policy.cuda_graph_planner
+
+
 def test_code_major_logits_and_expected_codes_match_the_stored_slot_major_layer(tiny_dcmpc_kwargs):
     # The dynamics compute their logits code-major with a reordered copy of the output layer (faster softmax and
     # expectation over the 15 codes); values and gradients must be those of the stored slot-major layer.
