@@ -257,8 +257,7 @@ def test_plan_graph_inputs_give_the_eager_plan(tiny_dcmpc_kwargs):
     model.learn(60)
     policy = model.policy
     obs = th.randn(3, 3)
-    addresses = tuple(t.data_ptr() for t in (*policy.parameters(), *policy.buffers()))
-    graph = PlanGraph(policy, obs, addresses)
+    graph = PlanGraph(policy, obs)
     assert graph.graph is None
     previous = policy.plan(obs).mean
     starts = th.tensor([False, True, False])

@@ -22,6 +22,12 @@ class LatentModel(Protocol):
         """Value ``(batch,)`` of a latent at the end of the planning horizon."""
 
 
+def draws_noise(std: float | th.Tensor) -> bool:
+    """Whether noise of std ``std`` is drawn: a float only above 0; a 0-d tensor (an input of a CUDA graph of the
+    planning call, whose value changes between replays) always."""
+    return isinstance(std, th.Tensor) or std > 0
+
+
 class PlanResult(NamedTuple):
     """Output of one planning call for ``E`` states.
 
@@ -124,8 +130,8 @@ class MPPIPlanner:
     ) -> PlanResult:
         """Plan from ``E`` start latents ``(E, D)`` with initial mean ``(E, horizon, A)``.
 
-        :param policy_noise_std: Std of the Gaussian noise on the policy prior's actions. A float 0 draws none; a 0-d
-            tensor (the captured planning call of a CUDA graph, whose std changes between replays) always draws it.
+        :param policy_noise_std: Std of the Gaussian noise on the policy prior's actions (drawn as :func:`draws_noise`
+            says).
         """
         n_states, device = latent.shape[0], latent.device
         H, N, P, K, A = self.horizon, self.num_samples, self.num_policy_trajs, self.num_elites, self.action_dim
@@ -139,7 +145,7 @@ class MPPIPlanner:
         policy_returns, discount = th.zeros(n_states * P, device=device), 1.0
         for t in range(H if P > 0 else 0):
             prior = model.policy_prior(z)
-            if isinstance(policy_noise_std, th.Tensor) or policy_noise_std > 0:
+            if draws_noise(policy_noise_std):
                 prior = prior + policy_noise_std * th.randn(prior.shape, device=device, generator=generator)
             prior = prior.clamp(-1, 1)
             actions[:, :P, t] = prior.view(n_states, P, A)

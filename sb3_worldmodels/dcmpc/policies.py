@@ -19,7 +19,7 @@ from sb3_worldmodels.common.optim import make_optimizer
 from sb3_worldmodels.common.precision import autocast, no_autocast
 from sb3_worldmodels.common.spaces import as_contiguous, to_env_actions
 from sb3_worldmodels.dcmpc.fsq import FSQ
-from sb3_worldmodels.dcmpc.planner import MPPIPlanner, PlanResult
+from sb3_worldmodels.dcmpc.planner import MPPIPlanner, PlanResult, draws_noise
 
 # Seed of the planner's noise when predict(deterministic=True): the same input then gives the same action.
 DETERMINISTIC_PLANNER_SEED = 0
@@ -312,12 +312,11 @@ class DCMPCPolicy(BasePolicy):
     ) -> PlanResult:
         """The planning call of :meth:`plan`, run eagerly or captured in a CUDA graph (:class:`PlanGraph`).
 
-        :param noise_std: Std of the exploration noise, on the policy prior's actions and on the action chosen. A
-            float 0 draws no noise; a 0-d tensor always draws it (its value changes between a graph's replays).
+        :param noise_std: Std of the exploration noise, on the policy prior's actions and on the action chosen (drawn
+            as :func:`~sb3_worldmodels.dcmpc.planner.draws_noise` says).
         """
-        n_states = next(iter(obs.values())).shape[0] if isinstance(obs, dict) else obs.shape[0]
         latent = self.encode(obs)
-        mean = self.planner.warm_start(previous_mean, episode_start, n_states, latent.device)
+        mean = self.planner.warm_start(previous_mean, episode_start, latent.shape[0], latent.device)
         # The reordered copy is not a parameter, so autocast would cast it again in every step: cast it once here.
         dtype = th.get_autocast_dtype(self.device.type) if self.mixed_precision else th.float32
         self._planning_head = tuple(t.to(dtype) for t in self.planning_head())
@@ -326,7 +325,7 @@ class DCMPCPolicy(BasePolicy):
         finally:
             self._planning_head = None
         action = result.action
-        if isinstance(noise_std, th.Tensor) or noise_std > 0:
+        if draws_noise(noise_std):
             action = (action + noise_std * th.randn_like(action)).clamp(-1, 1)
         return result._replace(action=action)
 
@@ -336,10 +335,9 @@ class DCMPCPolicy(BasePolicy):
         """:meth:`plan` by replaying a CUDA graph of the whole call, captured at the first call for each shape of
         ``obs`` (and again if the parameters were moved to new memory)."""
         key = (self.mixed_precision, *((k, v.shape, v.dtype) for k, v in _tensor_items(obs)))
-        addresses = tuple(t.data_ptr() for t in (*self.parameters(), *self.buffers()))
         graph = self._plan_graphs.get(key)
-        if graph is None or graph.addresses != addresses:
-            graph = self._plan_graphs[key] = PlanGraph(self, obs, addresses)
+        if graph is None or graph.addresses != PlanGraph.addresses_of(self):
+            graph = self._plan_graphs[key] = PlanGraph(self, obs)
         return graph(obs, previous_mean, episode_start, exploration_std)
 
     def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> th.Tensor:
@@ -397,11 +395,12 @@ class PlanGraph:
 
     :param policy: The policy whose planning call is captured.
     :param obs: An observation batch of the shape to capture (its values are not used after the capture).
-    :param addresses: Memory addresses of the policy's parameters and buffers at the capture.
     """
 
-    def __init__(self, policy: DCMPCPolicy, obs: PyTorchObs, addresses: tuple[int, ...]):
-        self.policy, self.addresses = policy, addresses
+    def __init__(self, policy: DCMPCPolicy, obs: PyTorchObs):
+        self.policy = policy
+        #: Where the policy's parameters and buffers were at the capture (the graph reads them there).
+        self.addresses = self.addresses_of(policy)
         self.obs = {k: v.clone() for k, v in obs.items()} if isinstance(obs, dict) else obs.clone()
         n_states, planner = _tensor_items(obs)[0][1].shape[0], policy.planner
         device = policy.device
@@ -422,6 +421,11 @@ class PlanGraph:
         self.graph = th.cuda.CUDAGraph()
         with th.cuda.graph(self.graph):
             self.outputs = self._call()
+
+    @staticmethod
+    def addresses_of(policy: DCMPCPolicy) -> tuple[int, ...]:
+        """Memory addresses of ``policy``'s parameters and buffers."""
+        return tuple(t.data_ptr() for t in (*policy.parameters(), *policy.buffers()))
 
     def _call(self) -> PlanResult:
         with th.inference_mode(), autocast(self.policy.device, self.policy.mixed_precision):
