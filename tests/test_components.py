@@ -266,6 +266,43 @@ def test_onednn_linear_matches_f_linear_values_and_gradients(shape, monkeypatch)
         assert _relative_error(networks.linear(x, weight), th.nn.functional.linear(x, weight)) < 1e-5
 
 
+@pytest.mark.parametrize("transposed", [False, True])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_convolutions_with_the_bias_gradient_apart_match_pytorch(transposed, channels_last):
+    from sb3_worldmodels.common import networks
+
+    gen = th.Generator().manual_seed(2 * transposed + channels_last)
+    if transposed:  # stride 2, output padding, as the decoder's layers (which have none)
+        layer = networks.ConvTranspose2d(5, 7, 6, stride=2, padding=1, output_padding=1)
+        reference = th.nn.ConvTranspose2d(5, 7, 6, stride=2, padding=1, output_padding=1)
+    else:
+        layer = networks.Conv2d(5, 7, 4, stride=2, padding=1, dilation=2)
+        reference = th.nn.Conv2d(5, 7, 4, stride=2, padding=1, dilation=2)
+    reference.load_state_dict(layer.state_dict())  # the same parameters and state dict as PyTorch's modules
+    memory_format = th.channels_last if channels_last else th.contiguous_format
+    layer.to(memory_format=memory_format)
+    x = th.randn(3, 5, 13, 11, generator=gen).to(memory_format=memory_format).requires_grad_()
+    out, expected = layer(x), reference(x)
+    assert out.grad_fn.name() == "_ConvolutionFunctionBackward"  # float32 on a CPU with gradients: the new path
+    assert out.shape == expected.shape and _relative_error(out, expected) < 1e-5
+    grad_out = th.randn(out.shape, generator=gen)
+    grads = th.autograd.grad(out, (x, layer.weight, layer.bias), grad_out)
+    expected_grads = th.autograd.grad(expected, (x, reference.weight, reference.bias), grad_out)
+    for grad, expected_grad in zip(grads, expected_grads, strict=True):
+        assert grad.shape == expected_grad.shape and _relative_error(grad, expected_grad) < 1e-5
+    # Only the weight's gradient (the input needs none, as the encoder's images): the same values.
+    (weight_grad,) = th.autograd.grad(layer(x.detach()), layer.weight, grad_out)
+    assert _relative_error(weight_grad, expected_grads[1]) < 1e-5
+    # Without gradients, under autocast and with output_size: PyTorch's own path.
+    with th.no_grad():
+        assert layer(x).grad_fn is None and _relative_error(layer(x), expected) < 1e-5
+    with th.autocast("cpu", dtype=th.bfloat16):
+        assert layer(x).dtype == th.bfloat16
+    if transposed:
+        sized = layer(x, output_size=list(expected.shape[-2:]))
+        assert sized.grad_fn.name() != "_ConvolutionFunctionBackward" and _relative_error(sized, expected) < 1e-5
+
+
 def test_onednn_linear_is_used_for_large_float32_products_on_x86_cpus_and_f_linear_otherwise(monkeypatch):
     import platform
 

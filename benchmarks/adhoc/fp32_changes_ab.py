@@ -1,6 +1,6 @@
 """Session 11's float32 speed changes, before ("A") and after ("B"), alternately in one process.
 
-    python benchmarks/adhoc/fp32_changes_ab.py [--change onednn|ensemble|exp2|relu-inplace] [--algo dcmpc|dreamer]
+    python benchmarks/adhoc/fp32_changes_ab.py [--change onednn|ensemble|exp2|relu-inplace|conv-bias] [--algo dcmpc|dreamer]
         [--size paper|paper-vector|pendulum-cpu] [--threads 2] [--rounds 6] [--repeats 3] [--compile-planner]
         [--malloc keep-freed|default]
 
@@ -11,6 +11,8 @@ layer) as one batched product per member (``baddbmm``, A) or one product with th
 ``--change exp2``: ``exp`` (A) or ``exp2`` (B) in Mish and in planning's expected codes (whose logits are then in base 2).
 ``--change relu-inplace``: Dreamer's convolutional encoder and decoder with ``nn.ReLU()`` (A) or ``nn.ReLU(inplace=True)``
 (B).
+``--change conv-bias`` (session 13): Dreamer's convolutions with PyTorch's backward (A) or their bias gradients summed
+apart (B, ``networks.CONV_BIAS_APART``).
 Every round times each call ``--repeats`` times with A and then with B, on the same model (``--size``: DC-MPC
 ``paper`` or ``pendulum-cpu``, Dreamer ``paper``, ``paper-vector`` or ``pendulum-cpu``);
 the report gives the median of each and the median of the rounds' ratios. Before the rounds, the values are compared:
@@ -94,7 +96,7 @@ class ExpVariant:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--change", choices=["onednn", "ensemble", "exp2", "relu-inplace"], default="onednn")
+    parser.add_argument("--change", choices=["onednn", "ensemble", "exp2", "relu-inplace", "conv-bias"], default="onednn")
     parser.add_argument("--algo", choices=["dcmpc", "dreamer"], default="dcmpc")
     parser.add_argument("--size", choices=["paper", "paper-vector", "pendulum-cpu"], default="paper")
     parser.add_argument("--threads", type=int, default=2)
@@ -111,6 +113,8 @@ def main() -> None:
             networks.ONEDNN_LINEAR = flag
         elif args.change == "exp2":
             ExpVariant.use(flag)
+        elif args.change == "conv-bias":
+            networks.CONV_BIAS_APART = flag
         elif args.change == "relu-inplace":
             for module in model.policy.modules():
                 if isinstance(module, th.nn.ReLU):

@@ -149,6 +149,78 @@ class Linear(nn.Linear):
         return linear(x, self.weight, self.bias)
 
 
+class _ConvolutionFunction(th.autograd.Function):
+    """``torch.convolution`` whose backward leaves the bias gradient out of oneDNN's backward pass and sums it apart."""
+
+    @staticmethod
+    def forward(ctx, x: th.Tensor, weight: th.Tensor, bias: th.Tensor | None, *options) -> th.Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.options, ctx.has_bias = options, bias is not None
+        return th.convolution(x, weight, bias, *options)
+
+    @staticmethod
+    def backward(ctx, grad: th.Tensor) -> tuple[th.Tensor | None, ...]:
+        x, weight = ctx.saved_tensors
+        needs = ctx.needs_input_grad
+        grad_x = grad_weight = grad_bias = None
+        if needs[0] or needs[1]:
+            grad_x, grad_weight, _ = th.ops.aten.convolution_backward(
+                grad, x, weight, None, *ctx.options, [needs[0], needs[1], False]
+            )
+        if ctx.has_bias and needs[2]:
+            grad_bias = grad.sum(dim=(0, *range(2, grad.dim())))
+        return grad_x, grad_weight, grad_bias, *(None,) * len(ctx.options)
+
+
+#: Compute CPU convolutions' bias gradients apart (:class:`Conv2d`); ``False`` gives PyTorch's backward everywhere.
+CONV_BIAS_APART = True
+
+
+def _bias_apart(x: th.Tensor, module: nn.modules.conv._ConvNd) -> bool:
+    """Whether :class:`Conv2d` / :class:`ConvTranspose2d` compute their gradients through :class:`_ConvolutionFunction`:
+    float32 on a CPU, with gradients, no autocast, zero padding, outside ``torch.compile``."""
+    return (
+        CONV_BIAS_APART
+        and x.device.type == "cpu"
+        and x.dtype == th.float32
+        and module.weight.dtype == th.float32
+        and module.padding_mode == "zeros"
+        and isinstance(module.padding, tuple)  # not "same" / "valid"
+        and th.is_grad_enabled()
+        and (x.requires_grad or any(p.requires_grad for p in module.parameters(recurse=False)))
+        and not _autocast_on("cpu")
+        and not th.compiler.is_compiling()
+    )
+
+
+class Conv2d(nn.Conv2d):
+    """``nn.Conv2d`` (the same parameters and state dict) whose bias gradient on a CPU is a separate sum.
+
+    PyTorch's CPU convolutions (oneDNN) compute the bias gradient inside their backward pass, which made it slow: for
+    Dreamer's transposed convolutions, 64 to 32 channels at 13x13 to 30x30 on 500 images, the backward pass took 191
+    ms with the bias gradient and 62 + 71 ms for the input and weight gradients without it, where the bias gradient
+    alone, a sum over the batch and pixels, takes 2 ms (BENCHMARKS.md, "Dreamer speed", session 13). Here the bias
+    gradient is that sum; the values and the other gradients are PyTorch's own (:class:`_ConvolutionFunction`).
+    """
+
+    def forward(self, x: th.Tensor) -> th.Tensor:
+        if not _bias_apart(x, self):
+            return super().forward(x)
+        options = (self.stride, self.padding, self.dilation, False, (0,) * len(self.stride), self.groups)
+        return _ConvolutionFunction.apply(x, self.weight, self.bias, *options)
+
+
+class ConvTranspose2d(nn.ConvTranspose2d):
+    """``nn.ConvTranspose2d`` (the same parameters and state dict) whose bias gradient on a CPU is a separate sum,
+    as :class:`Conv2d`."""
+
+    def forward(self, x: th.Tensor, output_size: list[int] | None = None) -> th.Tensor:
+        if output_size is not None or not _bias_apart(x, self):
+            return super().forward(x, output_size)
+        options = (self.stride, self.padding, self.dilation, True, self.output_padding, self.groups)
+        return _ConvolutionFunction.apply(x, self.weight, self.bias, *options)
+
+
 class MLP(nn.Sequential):
     """``nn.Sequential`` whose output is float32 (a no-op in float32): under mixed precision, a network's output
     still reaches losses, distributions and the planner in float32."""

@@ -15,7 +15,7 @@ from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
-from sb3_worldmodels.common.networks import Linear, linear, mlp
+from sb3_worldmodels.common.networks import Conv2d, ConvTranspose2d, Linear, linear, mlp
 from sb3_worldmodels.common.optim import make_optimizer
 from sb3_worldmodels.common.precision import autocast
 from sb3_worldmodels.common.spaces import as_contiguous, to_env_actions
@@ -43,7 +43,7 @@ class ConvEncoder(nn.Module):
         layers: list[nn.Module] = []
         last = channels
         for mult in (1, 2, 4, 8):
-            layers += [nn.Conv2d(last, depth * mult, 4, stride=2), nn.ReLU()]
+            layers += [Conv2d(last, depth * mult, 4, stride=2), nn.ReLU()]
             last = depth * mult
         self.net = nn.Sequential(*layers, nn.Flatten())
         self.output_dim = depth * 8 * 2 * 2
@@ -64,13 +64,13 @@ class ConvDecoder(nn.Module):
         self.embed_dim = depth * 32
         self.dense = Linear(feature_dim, self.embed_dim)
         self.net = nn.Sequential(
-            nn.ConvTranspose2d(self.embed_dim, depth * 4, 5, stride=2),
+            ConvTranspose2d(self.embed_dim, depth * 4, 5, stride=2),
             nn.ReLU(),
-            nn.ConvTranspose2d(depth * 4, depth * 2, 5, stride=2),
+            ConvTranspose2d(depth * 4, depth * 2, 5, stride=2),
             nn.ReLU(),
-            nn.ConvTranspose2d(depth * 2, depth, 6, stride=2),
+            ConvTranspose2d(depth * 2, depth, 6, stride=2),
             nn.ReLU(),
-            nn.ConvTranspose2d(depth, channels, 6, stride=2),
+            ConvTranspose2d(depth, channels, 6, stride=2),
         )
         self.net.to(memory_format=th.channels_last)  # as ConvEncoder
 
