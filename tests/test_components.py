@@ -268,7 +268,7 @@ def test_onednn_linear_matches_f_linear_values_and_gradients(shape, monkeypatch)
 
 @pytest.mark.parametrize("transposed", [False, True])
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_convolutions_with_the_bias_gradient_apart_match_pytorch(transposed, channels_last):
+def test_convolutions_on_their_own_cpu_path_match_pytorch(transposed, channels_last):
     from sb3_worldmodels.common import networks
 
     gen = th.Generator().manual_seed(2 * transposed + channels_last)
@@ -301,6 +301,37 @@ def test_convolutions_with_the_bias_gradient_apart_match_pytorch(transposed, cha
     if transposed:
         sized = layer(x, output_size=list(expected.shape[-2:]))
         assert sized.grad_fn.name() != "_ConvolutionFunctionBackward" and _relative_error(sized, expected) < 1e-5
+
+
+@pytest.mark.parametrize(
+    "channels, kernel, stride, channels_last",
+    [(3, 6, 2, True), (3, 6, 2, False), (2, 4, 2, True), (4, (6, 3), (2, 3), False), (1, 3, 1, True)],
+)
+def test_sub_pixel_transposed_convolutions_match_pytorch(channels, kernel, stride, channels_last):
+    from sb3_worldmodels.common import networks
+
+    gen = th.Generator().manual_seed(channels)
+    layer = networks.ConvTranspose2d(6, channels, kernel, stride=stride)
+    assert networks._sub_pixel_applies(layer.weight, (layer.stride, layer.padding, layer.dilation, True, (0, 0), 1))
+    reference = th.nn.ConvTranspose2d(6, channels, kernel, stride=stride)
+    reference.load_state_dict(layer.state_dict())
+    memory_format = th.channels_last if channels_last else th.contiguous_format
+    layer.to(memory_format=memory_format)
+    x = th.randn(4, 6, 9, 7, generator=gen).to(memory_format=memory_format).requires_grad_()
+    out, expected = layer(x), reference(x)
+    assert out.shape == expected.shape and _relative_error(out, expected) < 1e-5
+    grad_out = th.randn(out.shape, generator=gen)
+    grads = th.autograd.grad(out, (x, layer.weight, layer.bias), grad_out)
+    expected_grads = th.autograd.grad(expected, (x, reference.weight, reference.bias), grad_out)
+    for grad, expected_grad in zip(grads, expected_grads, strict=True):
+        assert _relative_error(grad, expected_grad) < 1e-5
+    with th.no_grad():
+        assert _relative_error(layer(x), expected) < 1e-5
+    # Not for more output channels, padding or output padding: the transposed convolution itself.
+    for options in [(layer.stride, (0, 0), (1, 1), True, (0, 0), 1), (layer.stride, (1, 0), (1, 1), True, (0, 0), 1)]:
+        wide = th.empty(6, networks.SUB_PIXEL_MAX_CHANNELS + 1, 4, 4)
+        assert not networks._sub_pixel_applies(wide, options)
+        assert networks._sub_pixel_applies(layer.weight, options) == (options[1] == (0, 0))
 
 
 def test_onednn_linear_is_used_for_large_float32_products_on_x86_cpus_and_f_linear_otherwise(monkeypatch):

@@ -181,9 +181,10 @@ def test_imagination_starts_draws_distinct_posterior_states(tiny_dreamer_kwargs)
         Dreamer("MlpPolicy", "Pendulum-v1", **tiny_dreamer_kwargs, imagination_starts=0)
 
 
-def test_channels_last_cnns_match_plain_nchw_convolutions():
+def test_channels_last_cnns_match_plain_nchw_convolutions(monkeypatch):
     import copy
 
+    from sb3_worldmodels.common import networks
     from sb3_worldmodels.dreamer.policies import ConvDecoder, ConvEncoder
 
     th.manual_seed(0)
@@ -197,7 +198,10 @@ def test_channels_last_cnns_match_plain_nchw_convolutions():
     )
     image, feature = th.rand(16, 3, 64, 64) - 0.5, th.randn(16, 20)
     outputs = (encoder(image), decoder(feature))
+    # PyTorch's own convolutions for the reference (not the bias gradient apart and the sub-pixel last layer).
+    monkeypatch.setattr(networks, "OWN_CPU_CONVOLUTIONS", False)
     references = (ref_encoder.net(image), ref_decoder.net(ref_decoder.dense(feature).view(-1, ref_decoder.embed_dim, 1, 1)))
+    monkeypatch.setattr(networks, "OWN_CPU_CONVOLUTIONS", True)
     assert outputs[1].is_contiguous()  # callers get the standard layout back
     # Leading dimensions of the features are flattened into the batch, as before the first layer became a product.
     assert th.equal(decoder(feature.view(4, 4, 20)), outputs[1])

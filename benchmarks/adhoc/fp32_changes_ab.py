@@ -11,8 +11,9 @@ layer) as one batched product per member (``baddbmm``, A) or one product with th
 ``--change exp2``: ``exp`` (A) or ``exp2`` (B) in Mish and in planning's expected codes (whose logits are then in base 2).
 ``--change relu-inplace``: Dreamer's convolutional encoder and decoder with ``nn.ReLU()`` (A) or ``nn.ReLU(inplace=True)``
 (B).
-``--change conv-bias`` (session 13): Dreamer's convolutions with PyTorch's backward (A) or their bias gradients summed
-apart (B, ``networks.CONV_BIAS_APART``).
+``--change conv-bias`` (session 13): Dreamer's convolutions as PyTorch computes them (A) or with their bias gradients
+summed apart and, for the image decoder's last layer, a sub-pixel forward pass (B, ``networks.OWN_CPU_CONVOLUTIONS``;
+with ``--sub-pixel-max-channels 0`` only the bias gradients).
 Every round times each call ``--repeats`` times with A and then with B, on the same model (``--size``: DC-MPC
 ``paper`` or ``pendulum-cpu``, Dreamer ``paper``, ``paper-vector`` or ``pendulum-cpu``);
 the report gives the median of each and the median of the rounds' ratios. Before the rounds, the values are compared:
@@ -103,10 +104,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--compile-planner", action="store_true")
+    parser.add_argument("--sub-pixel-max-channels", type=int, default=networks.SUB_PIXEL_MAX_CHANNELS)
     add_malloc_option(parser)
     args = parser.parse_args()
     apply_malloc_option(args)
     th.set_num_threads(args.threads)
+    networks.SUB_PIXEL_MAX_CHANNELS = args.sub_pixel_max_channels
 
     def use(flag: bool) -> None:
         if args.change == "onednn":
@@ -114,7 +117,7 @@ def main() -> None:
         elif args.change == "exp2":
             ExpVariant.use(flag)
         elif args.change == "conv-bias":
-            networks.CONV_BIAS_APART = flag
+            networks.OWN_CPU_CONVOLUTIONS = flag
         elif args.change == "relu-inplace":
             for module in model.policy.modules():
                 if isinstance(module, th.nn.ReLU):

@@ -149,14 +149,70 @@ class Linear(nn.Linear):
         return linear(x, self.weight, self.bias)
 
 
+#: :class:`Conv2d` and :class:`ConvTranspose2d` take their own path for float32 on a CPU; ``False`` gives PyTorch's.
+OWN_CPU_CONVOLUTIONS = True
+#: Transposed convolutions with at most this many output channels compute their forward pass on a CPU as one ordinary
+#: convolution and an interleave (:func:`_sub_pixel_convolution`); 0 turns that off.
+SUB_PIXEL_MAX_CHANNELS = 4
+
+
+def _sub_pixel_applies(weight: th.Tensor, options: tuple) -> bool:
+    stride, padding, dilation, transposed, output_padding, groups = options
+    return (
+        transposed
+        and weight.dim() == 4
+        and weight.shape[1] <= SUB_PIXEL_MAX_CHANNELS
+        and groups == 1
+        and not any(padding)
+        and not any(output_padding)
+        and all(d == 1 for d in dilation)
+        and weight.shape[2] % stride[0] == 0
+        and weight.shape[3] % stride[1] == 0
+    )
+
+
+def _sub_pixel_convolution(x: th.Tensor, weight: th.Tensor, bias: th.Tensor | None, stride: Sequence[int]) -> th.Tensor:
+    """A transposed convolution (no padding, kernel ``(kh, kw)`` a multiple of the stride ``(sh, sw)``) computed as an
+    ordinary convolution with ``sh * sw`` times the output channels, followed by interleaving them.
+
+    Output pixel ``(sh m + a, sw n + b)`` only sees the kernel taps ``(a + sh t, b + sw u)`` and the input pixels
+    ``(m - t, n - u)``, ``t < kh / sh`` and ``u < kw / sw``: for each phase ``(a, b)`` a correlation of the input,
+    zero-padded by ``kh / sh - 1`` and ``kw / sw - 1``, with those taps flipped. All phases together are one
+    convolution whose output channel ``(o, a, b)`` is output channel ``o`` at phase ``(a, b)``; the interleave is one
+    copy, into the standard layout. oneDNN's transposed convolution with Dreamer's 3 image channels (32 to 3, kernel 6,
+    30x30 to 64x64) ran at about 34 GFLOP/s; this way the forward pass took 246 against 507 ms for 2500 images (2
+    threads; BENCHMARKS.md, "Dreamer speed", session 13). With more output channels the transposed convolution is the
+    faster one (session 12), hence ``SUB_PIXEL_MAX_CHANNELS``.
+    """
+    (sh, sw), (cin, cout, kh, kw) = stride, weight.shape
+    taps_h, taps_w = kh // sh, kw // sw
+    phases = (
+        weight.reshape(cin, cout, taps_h, sh, taps_w, sw)
+        .flip(2, 4)
+        .permute(1, 3, 5, 0, 2, 4)
+        .reshape(cout * sh * sw, cin, taps_h, taps_w)
+    )
+    phase_bias = None if bias is None else bias.repeat_interleave(sh * sw)
+    y = F.conv2d(x, phases, phase_bias, padding=(taps_h - 1, taps_w - 1))
+    n, _, height, width = y.shape
+    return y.view(n, cout, sh, sw, height, width).permute(0, 1, 4, 2, 5, 3).reshape(n, cout, height * sh, width * sw)
+
+
+def _convolution(x: th.Tensor, weight: th.Tensor, bias: th.Tensor | None, *options) -> th.Tensor:
+    if _sub_pixel_applies(weight, options):
+        return _sub_pixel_convolution(x, weight, bias, options[0])
+    return th.convolution(x, weight, bias, *options)
+
+
 class _ConvolutionFunction(th.autograd.Function):
-    """``torch.convolution`` whose backward leaves the bias gradient out of oneDNN's backward pass and sums it apart."""
+    """``torch.convolution`` whose backward leaves the bias gradient out of oneDNN's backward pass and sums it apart;
+    the forward pass of a transposed convolution with few output channels as :func:`_sub_pixel_convolution`."""
 
     @staticmethod
     def forward(ctx, x: th.Tensor, weight: th.Tensor, bias: th.Tensor | None, *options) -> th.Tensor:
         ctx.save_for_backward(x, weight)
         ctx.options, ctx.has_bias = options, bias is not None
-        return th.convolution(x, weight, bias, *options)
+        return _convolution(x, weight, bias, *options)
 
     @staticmethod
     def backward(ctx, grad: th.Tensor) -> tuple[th.Tensor | None, ...]:
@@ -172,25 +228,27 @@ class _ConvolutionFunction(th.autograd.Function):
         return grad_x, grad_weight, grad_bias, *(None,) * len(ctx.options)
 
 
-#: Compute CPU convolutions' bias gradients apart (:class:`Conv2d`); ``False`` gives PyTorch's backward everywhere.
-CONV_BIAS_APART = True
-
-
-def _bias_apart(x: th.Tensor, module: nn.modules.conv._ConvNd) -> bool:
-    """Whether :class:`Conv2d` / :class:`ConvTranspose2d` compute their gradients through :class:`_ConvolutionFunction`:
-    float32 on a CPU, with gradients, no autocast, zero padding, outside ``torch.compile``."""
+def _cpu_float32(x: th.Tensor, module: nn.modules.conv._ConvNd) -> bool:
+    """Whether :class:`Conv2d` / :class:`ConvTranspose2d` take their own path (:func:`_convolution`, and
+    :class:`_ConvolutionFunction` with gradients): float32 on a CPU, no autocast, zero padding, outside ``torch.compile``."""
     return (
-        CONV_BIAS_APART
+        OWN_CPU_CONVOLUTIONS
         and x.device.type == "cpu"
         and x.dtype == th.float32
         and module.weight.dtype == th.float32
         and module.padding_mode == "zeros"
         and isinstance(module.padding, tuple)  # not "same" / "valid"
-        and th.is_grad_enabled()
-        and (x.requires_grad or any(p.requires_grad for p in module.parameters(recurse=False)))
         and not _autocast_on("cpu")
         and not th.compiler.is_compiling()
     )
+
+
+def _module_convolution(module: nn.modules.conv._ConvNd, x: th.Tensor, transposed: bool) -> th.Tensor:
+    output_padding = module.output_padding if transposed else (0,) * len(module.stride)
+    options = (module.stride, module.padding, module.dilation, transposed, output_padding, module.groups)
+    if th.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in module.parameters(recurse=False))):
+        return _ConvolutionFunction.apply(x, module.weight, module.bias, *options)
+    return _convolution(x, module.weight, module.bias, *options)
 
 
 class Conv2d(nn.Conv2d):
@@ -204,21 +262,17 @@ class Conv2d(nn.Conv2d):
     """
 
     def forward(self, x: th.Tensor) -> th.Tensor:
-        if not _bias_apart(x, self):
-            return super().forward(x)
-        options = (self.stride, self.padding, self.dilation, False, (0,) * len(self.stride), self.groups)
-        return _ConvolutionFunction.apply(x, self.weight, self.bias, *options)
+        return _module_convolution(self, x, transposed=False) if _cpu_float32(x, self) else super().forward(x)
 
 
 class ConvTranspose2d(nn.ConvTranspose2d):
-    """``nn.ConvTranspose2d`` (the same parameters and state dict) whose bias gradient on a CPU is a separate sum,
-    as :class:`Conv2d`."""
+    """``nn.ConvTranspose2d`` (the same parameters and state dict) whose bias gradient on a CPU is a separate sum, as
+    :class:`Conv2d`; with few output channels its forward pass is :func:`_sub_pixel_convolution`."""
 
     def forward(self, x: th.Tensor, output_size: list[int] | None = None) -> th.Tensor:
-        if output_size is not None or not _bias_apart(x, self):
+        if output_size is not None or not _cpu_float32(x, self):
             return super().forward(x, output_size)
-        options = (self.stride, self.padding, self.dilation, True, self.output_padding, self.groups)
-        return _ConvolutionFunction.apply(x, self.weight, self.bias, *options)
+        return _module_convolution(self, x, transposed=True)
 
 
 class MLP(nn.Sequential):
