@@ -1,7 +1,7 @@
 """Session 11's float32 speed changes, before ("A") and after ("B"), alternately in one process.
 
     python benchmarks/adhoc/fp32_changes_ab.py [--change onednn|ensemble|exp2|relu-inplace|conv-bias] [--algo dcmpc|dreamer]
-        [--size paper|paper-vector|pendulum-cpu] [--threads 2] [--rounds 6] [--repeats 3] [--compile-planner]
+        [--size paper|paper-vector|pendulum-cpu|pixels-cpu] [--threads 2] [--rounds 6] [--repeats 3] [--compile-planner]
         [--malloc keep-freed|default]
 
 "Session 11" under "DC-MPC speed at the paper's sizes" and "Dreamer speed at the paper's sizes" in BENCHMARKS.md.
@@ -99,7 +99,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--change", choices=["onednn", "ensemble", "exp2", "relu-inplace", "conv-bias"], default="onednn")
     parser.add_argument("--algo", choices=["dcmpc", "dreamer"], default="dcmpc")
-    parser.add_argument("--size", choices=["paper", "paper-vector", "pendulum-cpu"], default="paper")
+    parser.add_argument("--size", choices=["paper", "paper-vector", "pendulum-cpu", "pixels-cpu"], default="paper")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--repeats", type=int, default=3)
