@@ -15,7 +15,7 @@ layer) as one batched product per member (``baddbmm``, A) or one product with th
 summed apart and, for the image decoder's last layer, a sub-pixel forward pass (B, ``networks.OWN_CPU_CONVOLUTIONS``;
 with ``--sub-pixel-max-channels 0`` only the bias gradients).
 Every round times each call ``--repeats`` times with A and then with B, on the same model (``--size``: DC-MPC
-``paper`` or ``pendulum-cpu``, Dreamer ``paper``, ``paper-vector`` or ``pendulum-cpu``);
+``paper`` or ``pendulum-cpu``, Dreamer ``paper``, ``paper-vector``, ``pendulum-cpu`` or ``pixels-cpu``);
 the report gives the median of each and the median of the rounds' ratios. Before the rounds, the values are compared:
 a seeded planning call's action, and one update's losses from the same state (the model's and optimisers' state is
 restored in between).

@@ -243,9 +243,9 @@ def _takes_own_path(x: th.Tensor, module: nn.modules.conv._ConvNd) -> bool:
     )
 
 
-def _module_convolution(module: nn.modules.conv._ConvNd, x: th.Tensor, transposed: bool) -> th.Tensor:
-    output_padding = module.output_padding if transposed else (0,) * len(module.stride)
-    options = (module.stride, module.padding, module.dilation, transposed, output_padding, module.groups)
+def _module_convolution(module: nn.modules.conv._ConvNd, x: th.Tensor) -> th.Tensor:
+    # Every convolution module carries these (output_padding is zeros for an ordinary one).
+    options = (module.stride, module.padding, module.dilation, module.transposed, module.output_padding, module.groups)
     if th.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in module.parameters(recurse=False))):
         return _ConvolutionFunction.apply(x, module.weight, module.bias, *options)
     return _convolution(x, module.weight, module.bias, *options)
@@ -262,7 +262,7 @@ class Conv2d(nn.Conv2d):
     """
 
     def forward(self, x: th.Tensor) -> th.Tensor:
-        return _module_convolution(self, x, transposed=False) if _takes_own_path(x, self) else super().forward(x)
+        return _module_convolution(self, x) if _takes_own_path(x, self) else super().forward(x)
 
 
 class ConvTranspose2d(nn.ConvTranspose2d):
@@ -272,7 +272,7 @@ class ConvTranspose2d(nn.ConvTranspose2d):
     def forward(self, x: th.Tensor, output_size: list[int] | None = None) -> th.Tensor:
         if output_size is not None or not _takes_own_path(x, self):
             return super().forward(x, output_size)
-        return _module_convolution(self, x, transposed=True)
+        return _module_convolution(self, x)
 
 
 class MLP(nn.Sequential):
