@@ -530,3 +530,36 @@ print(before, faults())
     assert before > pages // 2, (before, after)  # glibc's defaults: the pages of every new tensor fault in
     # Now nearly all reuse pages (a few faults remain where small tensors split a freed block and the heap grows).
     assert after < pages // 4, (before, after)
+
+
+def _available_memory_gib() -> float:
+    try:
+        with open("/proc/meminfo") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("MemAvailable:")) / 2**20
+    except (OSError, StopIteration):
+        return 0.0
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc only")
+@pytest.mark.skipif(_available_memory_gib() < 8, reason="writes 2.25 GiB of tensors")
+def test_keep_freed_memory_keeps_more_than_2_gib_freed_at_the_heap_top():
+    # A Dreamer update at the paper's pixel sizes frees more than 2 GiB at the top of the heap. With the largest
+    # positive trim threshold, 2 GiB, glibc handed it back to the kernel and the next update faulted it in again.
+    # Here: three 768 MiB tensors (each under the 1 GiB mmap threshold, so on the heap), freed, then made again.
+    code = """
+import resource, torch as th
+from sb3_worldmodels import keep_freed_memory
+assert keep_freed_memory()
+def write_three():
+    start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    blocks = [th.empty(3 * 2**26) for _ in range(3)]
+    for block in blocks:
+        block.fill_(1.0)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - start
+print(write_three(), write_three())
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    first, second = map(int, out.stdout.split())
+    pages = 3 * 3 * 2**28 // 4096
+    assert first > pages // 2, (first, second)  # new memory
+    assert second < pages // 20, (first, second)  # the same memory again, not trimmed in between

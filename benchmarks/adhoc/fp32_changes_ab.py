@@ -1,6 +1,7 @@
 """Session 11's float32 speed changes, before ("A") and after ("B"), alternately in one process.
 
-    python benchmarks/adhoc/fp32_changes_ab.py [--change onednn|ensemble|exp2|relu-inplace|conv-bias] [--algo dcmpc|dreamer]
+    python benchmarks/adhoc/fp32_changes_ab.py [--change onednn|ensemble|exp2|relu-inplace|conv-bias|trim]
+        [--algo dcmpc|dreamer]
         [--size paper|paper-vector|pendulum-cpu|pixels-cpu] [--threads 2] [--rounds 6] [--repeats 3] [--compile-planner]
         [--malloc keep-freed|default]
 
@@ -14,6 +15,8 @@ layer) as one batched product per member (``baddbmm``, A) or one product with th
 ``--change conv-bias`` (session 13): Dreamer's convolutions as PyTorch computes them (A) or with their bias gradients
 summed apart and, for the image decoder's last layer, a sub-pixel forward pass (B, ``networks.OWN_CPU_CONVOLUTIONS``;
 with ``--sub-pixel-max-channels 0`` only the bias gradients).
+``--change trim`` (session 14): :func:`sb3_worldmodels.keep_freed_memory` as before session 14, with glibc's heap top
+trimmed above 2 GiB (A), or never trimmed, as now (B); set with ``mallopt`` between the variants.
 Every round times each call ``--repeats`` times with A and then with B, on the same model (``--size``: DC-MPC
 ``paper`` or ``pendulum-cpu``, Dreamer ``paper``, ``paper-vector``, ``pendulum-cpu`` or ``pixels-cpu``);
 the report gives the median of each and the median of the rounds' ratios. Before the rounds, the values are compared:
@@ -25,6 +28,8 @@ from __future__ import annotations
 
 import argparse
 import copy
+import ctypes
+import ctypes.util
 import sys
 from pathlib import Path
 
@@ -39,6 +44,15 @@ from sb3_worldmodels.common.precision import no_autocast  # noqa: E402
 from sb3_worldmodels.dcmpc.policies import DCMPCPolicy  # noqa: E402
 
 batched_per_member = networks.EnsembleLinear.forward
+
+
+def trim_heap_top_above_2_gib(flag: bool) -> None:
+    """glibc's trim threshold: 2 GiB, the largest positive value (``keep_freed_memory`` before session 14), or -1
+    (never trim, as it is now)."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    if not libc.mallopt(-1, 2**31 - 1 if flag else -1):  # M_TRIM_THRESHOLD
+        raise RuntimeError("mallopt(M_TRIM_THRESHOLD) failed")
 
 
 def side_by_side(self, x: th.Tensor, members: th.Tensor | None = None) -> th.Tensor:
@@ -97,7 +111,8 @@ class ExpVariant:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--change", choices=["onednn", "ensemble", "exp2", "relu-inplace", "conv-bias"], default="onednn")
+    changes = ["onednn", "ensemble", "exp2", "relu-inplace", "conv-bias", "trim"]
+    parser.add_argument("--change", choices=changes, default="onednn")
     parser.add_argument("--algo", choices=["dcmpc", "dreamer"], default="dcmpc")
     parser.add_argument("--size", choices=["paper", "paper-vector", "pendulum-cpu", "pixels-cpu"], default="paper")
     parser.add_argument("--threads", type=int, default=2)
@@ -118,6 +133,8 @@ def main() -> None:
             ExpVariant.use(flag)
         elif args.change == "conv-bias":
             networks.OWN_CPU_CONVOLUTIONS = flag
+        elif args.change == "trim":
+            trim_heap_top_above_2_gib(not flag)
         elif args.change == "relu-inplace":
             for module in model.policy.modules():
                 if isinstance(module, th.nn.ReLU):

@@ -8,6 +8,11 @@ here against 1.1 ms with reuse, and a fresh 15.7 MB one (DC-MPC's dynamics logit
 against 0.13 ms. :func:`keep_freed_memory` turns both mechanisms off, so that freed blocks stay in the heap for the
 next tensor of the same size (as jemalloc or tcmalloc, often recommended for PyTorch on CPU, do). The cost: the
 process keeps its peak memory until it exits.
+
+Trimming is turned off completely (a threshold of -1, which glibc reads as the largest size), not merely raised to
+the largest positive value, 2 GiB: a Dreamer update at the paper's pixel sizes frees more than 2 GiB at the top of
+the heap, which was then trimmed after most updates, and the next update faulted in about 2 GB of pages again
+(BENCHMARKS.md, "Dreamer speed", session 14).
 """
 
 from __future__ import annotations
@@ -43,8 +48,6 @@ def keep_freed_memory() -> bool:
     except (OSError, AttributeError):  # not glibc (e.g. musl)
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    # No mmap for blocks under 1 GiB, no trimming of the heap top under 2 GiB, 64 MiB extra whenever the heap grows.
-    _applied = bool(
-        mallopt(_M_MMAP_THRESHOLD, 1 << 30) and mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) and mallopt(_M_TOP_PAD, 1 << 26)
-    )
+    # No mmap for blocks under 1 GiB, no trimming of the heap top at all, 64 MiB extra whenever the heap grows.
+    _applied = bool(mallopt(_M_MMAP_THRESHOLD, 1 << 30) and mallopt(_M_TRIM_THRESHOLD, -1) and mallopt(_M_TOP_PAD, 1 << 26))
     return _applied
