@@ -10,9 +10,9 @@ next tensor of the same size (as jemalloc or tcmalloc, often recommended for PyT
 process keeps its peak memory until it exits.
 
 Trimming is turned off completely (a threshold of -1, which glibc reads as the largest size), not merely raised to
-the largest positive value, 2 GiB: a Dreamer update at the paper's pixel sizes frees more than 2 GiB at the top of
-the heap, which was then trimmed after most updates, and the next update faulted in about 2 GB of pages again
-(BENCHMARKS.md, "Dreamer speed", session 14).
+the largest positive value, 2 GiB: a Dreamer update at the paper's pixel sizes can free more than 2 GiB at the top of
+the heap (whether it does depends on what else the heap holds above it), which was then trimmed, and the next update
+faulted in about 2 GB of pages again (BENCHMARKS.md, "Dreamer speed", session 14).
 """
 
 from __future__ import annotations
