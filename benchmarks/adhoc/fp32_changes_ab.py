@@ -16,7 +16,8 @@ layer) as one batched product per member (``baddbmm``, A) or one product with th
 summed apart and, for the image decoder's last layer, a sub-pixel forward pass (B, ``networks.OWN_CPU_CONVOLUTIONS``;
 with ``--sub-pixel-max-channels 0`` only the bias gradients).
 ``--change trim`` (session 14): :func:`sb3_worldmodels.keep_freed_memory` as before session 14, with glibc's heap top
-trimmed above 2 GiB (A), or never trimmed, as now (B); set with ``mallopt`` between the variants.
+trimmed above 2 GiB (A), or never trimmed, as now (B); set with ``mallopt`` between the variants. The update's
+losses are not compared for it (:func:`compare_losses` says why).
 Every round times each call ``--repeats`` times with A and then with B, on the same model (``--size``: DC-MPC
 ``paper`` or ``pendulum-cpu``, Dreamer ``paper``, ``paper-vector``, ``pendulum-cpu`` or ``pixels-cpu``);
 the report gives the median of each and the median of the rounds' ratios. Before the rounds, the values are compared:
