@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import ctypes
-import ctypes.util
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -43,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).parents[1]))
 from _timing import add_malloc_option, alternate, apply_malloc_option, hot_calls, print_comparison  # noqa: E402
 
 import sb3_worldmodels.common.networks as networks  # noqa: E402
+from sb3_worldmodels.common import allocator  # noqa: E402
 from sb3_worldmodels.common.precision import no_autocast  # noqa: E402
 from sb3_worldmodels.dcmpc.policies import DCMPCPolicy  # noqa: E402
 
@@ -52,9 +51,8 @@ batched_per_member = networks.EnsembleLinear.forward
 def trim_heap_top_above_2_gib(flag: bool) -> None:
     """glibc's trim threshold: 2 GiB, the largest positive value (``keep_freed_memory`` before session 14), or -1
     (never trim, as it is now)."""
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-    libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    if not libc.mallopt(-1, 2**31 - 1 if flag else -1):  # M_TRIM_THRESHOLD
+    set_option = allocator.mallopt()
+    if set_option is None or not set_option(allocator.M_TRIM_THRESHOLD, 2**31 - 1 if flag else -1):
         raise RuntimeError("mallopt(M_TRIM_THRESHOLD) failed")
 
 

@@ -20,13 +20,26 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import sys
+from collections.abc import Callable
 
 # mallopt() parameters (malloc.h).
-_M_TRIM_THRESHOLD = -1
-_M_TOP_PAD = -2
-_M_MMAP_THRESHOLD = -3
+M_TRIM_THRESHOLD = -1
+M_TOP_PAD = -2
+M_MMAP_THRESHOLD = -3
 
 _applied = False
+
+
+def mallopt() -> Callable[[int, int], int] | None:
+    """glibc's ``mallopt(param, value)`` (returns 1 on success), or ``None`` where there is none (not Linux, not glibc)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        function = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+    except (OSError, AttributeError):  # not glibc (e.g. musl)
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_int]
+    return function
 
 
 def keep_freed_memory() -> bool:
@@ -40,14 +53,11 @@ def keep_freed_memory() -> bool:
     global _applied
     if _applied:
         return True
-    if not sys.platform.startswith("linux"):
+    set_option = mallopt()
+    if set_option is None:
         return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # not glibc (e.g. musl)
-        return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     # No mmap for blocks under 1 GiB, no trimming of the heap top at all, 64 MiB extra whenever the heap grows.
-    _applied = bool(mallopt(_M_MMAP_THRESHOLD, 1 << 30) and mallopt(_M_TRIM_THRESHOLD, -1) and mallopt(_M_TOP_PAD, 1 << 26))
+    _applied = bool(
+        set_option(M_MMAP_THRESHOLD, 1 << 30) and set_option(M_TRIM_THRESHOLD, -1) and set_option(M_TOP_PAD, 1 << 26)
+    )
     return _applied
