@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch as th
 
+from sb3_worldmodels.common import allocator
 from sb3_worldmodels.common.networks import EnsembleLinear, ensemble_mlp, mlp
 from sb3_worldmodels.common.returns import n_step_targets
 from sb3_worldmodels.dcmpc.fsq import FSQ
@@ -553,11 +554,13 @@ def test_keep_freed_memory_keeps_more_than_2_gib_freed_at_the_heap_top(trim_thre
     # sits beside it (one CI run saw two of three tensors on new pages with nothing handed back). Plain malloc puts
     # the blocks back where they were, so the page faults of the second write show what was handed back.
     code = """
-import ctypes, resource, sys
-from sb3_worldmodels.common.allocator import M_TRIM_THRESHOLD, keep_freed_memory, mallopt
-assert keep_freed_memory()
+import ctypes, importlib.util, resource, sys
+spec = importlib.util.spec_from_file_location("allocator", sys.argv[2])  # the module alone: no torch needed
+allocator = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(allocator)
+assert allocator.keep_freed_memory()
 if sys.argv[1] == "2 GiB":
-    assert mallopt()(M_TRIM_THRESHOLD, 2**31 - 1)
+    assert allocator.mallopt()(allocator.M_TRIM_THRESHOLD, 2**31 - 1)
 libc = ctypes.CDLL(None)
 libc.malloc.restype, libc.malloc.argtypes, libc.free.argtypes = ctypes.c_void_p, [ctypes.c_size_t], [ctypes.c_void_p]
 size = 3 * 2**28
@@ -578,7 +581,8 @@ freed = resident_mib()
 second, _, again = write_three()
 print(first, second, with_blocks - freed, int(again == blocks))
 """
-    out = subprocess.run([sys.executable, "-c", code, trim_threshold], capture_output=True, text=True, check=True, timeout=120)
+    script = [sys.executable, "-c", code, trim_threshold, allocator.__file__]
+    out = subprocess.run(script, capture_output=True, text=True, check=True, timeout=120)
     first, second, released_mib, same_places = map(int, out.stdout.split())
     assert same_places, out.stdout  # the second write is on the freed blocks' addresses
     # Faults count 4 KiB pages, or 2 MiB ones where transparent huge pages are always on: compared as ratios.
