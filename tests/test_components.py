@@ -130,7 +130,7 @@ class PointMass:
             return th.zeros_like(latent)
         return self.prior_action.expand_as(latent)
 
-    def terminal_value(self, latent, generator):
+    def terminal_value(self, latent, generator, action_noise=None):
         return -((latent - self.goal) ** 2).sum(-1)
 
 
@@ -213,7 +213,7 @@ def test_mppi_draws_the_acting_elite_by_its_score():
         def policy_prior(self, latent):
             return th.ones(latent.shape[0], 1)
 
-        def terminal_value(self, latent, generator):
+        def terminal_value(self, latent, generator, action_noise=None):
             return th.zeros(latent.shape[0])
 
     th.manual_seed(0)

@@ -5,7 +5,13 @@ from __future__ import annotations
 import torch as th
 
 
-def n_step_targets(rewards: th.Tensor, terminations: th.Tensor, bootstrap: th.Tensor, gamma: float) -> th.Tensor:
+def n_step_targets(
+    rewards: th.Tensor,
+    terminations: th.Tensor,
+    bootstrap: th.Tensor,
+    gamma: float,
+    bootstrap_discount: float | None = None,
+) -> th.Tensor:
     """n-step TD targets ``sum_k gamma^k r_k + gamma^n Q(s_n)``, cut at the first termination.
 
     Rewards after a termination are dropped and a terminated sequence does not bootstrap; a truncation is
@@ -15,6 +21,8 @@ def n_step_targets(rewards: th.Tensor, terminations: th.Tensor, bootstrap: th.Te
     :param terminations: ``(batch, n)``, 1.0 where the transition terminated the episode.
     :param bootstrap: Value of the observation after the n-th transition, ``(batch,)``.
     :param gamma: Discount factor.
+    :param bootstrap_discount: Factor of the bootstrap in place of ``gamma^n`` (the official DC-MPC code's one-step
+        target uses 1).
     :return: Targets ``(batch,)``.
     """
     n = rewards.shape[1]
@@ -23,7 +31,8 @@ def n_step_targets(rewards: th.Tensor, terminations: th.Tensor, bootstrap: th.Te
     not_terminated = th.cumprod(1.0 - terminations, dim=1)
     alive = th.cat([th.ones_like(not_terminated[:, :1]), not_terminated[:, :-1]], dim=1)
     returns = (discounts * alive * rewards).sum(dim=1)
-    return returns + gamma**n * not_terminated[:, -1] * bootstrap
+    factor = gamma**n if bootstrap_discount is None else bootstrap_discount
+    return returns + factor * not_terminated[:, -1] * bootstrap
 
 
 def lambda_return(

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from typing import Any, SupportsFloat
 
 import gymnasium as gym
+import numpy as np
 
 
 class ActionRepeat(gym.Wrapper, gym.utils.RecordConstructorArgs):
@@ -32,6 +34,47 @@ class ActionRepeat(gym.Wrapper, gym.utils.RecordConstructorArgs):
             if terminated or truncated:
                 break
         return obs, total, terminated, truncated, info
+
+
+class DMCStateObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
+    """shimmy's Dict observation of a dm_control task as float32 vectors, keys in sorted order.
+
+    The official DC-MPC code (through torchrl) concatenates a task's observations in sorted key order, as float32,
+    without normalisation; ``MultiInputPolicy`` concatenates this Dict in its key order, which gives the same state
+    vector. A 0-d entry (walker's ``height``) becomes a vector of one value.
+
+    :param env: A dm_control env with a Dict observation space (shimmy's).
+    """
+
+    def __init__(self, env: gym.Env):
+        gym.utils.RecordConstructorArgs.__init__(self)
+        gym.ObservationWrapper.__init__(self, env)
+        sizes = {key: max(int(np.prod(space.shape)), 1) for key, space in sorted(env.observation_space.spaces.items())}
+        self.observation_space = gym.spaces.Dict(
+            OrderedDict((key, gym.spaces.Box(-np.inf, np.inf, (size,), np.float32)) for key, size in sizes.items())
+        )
+
+    def observation(self, observation: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return OrderedDict(
+            (key, np.asarray(observation[key], dtype=np.float32).reshape(-1)) for key in self.observation_space.spaces
+        )
+
+
+def make_state_dm_control(env_id: str = "dm_control/cartpole-swingup-v0", action_repeat: int = 2) -> gym.Env:
+    """A dm_control task (through shimmy) with state observations, as DC-MPC's and TD-MPC2's DMC results use it.
+
+    Observations are a Dict of float32 vectors in sorted key order (:class:`DMCStateObservation`);
+    ``MultiInputPolicy`` concatenates them in that order into the official code's state vector. Each agent step repeats the
+    action ``action_repeat`` times and sums the rewards (:class:`ActionRepeat`); the task's own 1000-frame limit ends
+    each episode, 500 agent steps at action repeat 2.
+    """
+    import shimmy
+
+    gym.register_envs(shimmy)
+    env = gym.make(env_id)
+    if action_repeat > 1:
+        env = ActionRepeat(env, action_repeat)
+    return DMCStateObservation(env)
 
 
 def make_pixel_dm_control(

@@ -133,6 +133,15 @@ class DCMPC(WorldModelAlgorithm):
     :param min_plan_std: Minimum MPPI std (paper: 0.05).
     :param max_plan_std: Maximum and initial MPPI std (paper: 2).
     :param plan_discount: Discount of rewards along the plan; ``None`` uses ``gamma``. The official code uses ``rho``.
+    :param undiscounted_one_step_target: With ``n_steps=1``, bootstrap the TD target without discount,
+        ``r + min Q'``, as the official code's n-step helper does (its critics are undiscounted on 18 of its 30 DMC
+        tasks); the paper's text and the default discount it, ``r + gamma min Q'``.
+    :param reward_bounds: ``(low, high)``: bound the reward head by a tanh onto this range, as the official code does
+        (``(0, 2)`` on DMC at action repeat 2); ``None`` (default, the paper's text): unbounded.
+    :param shared_prior_noise: Draw the exploration noise of the policy prior's sequences in MPPI once per state and
+        step for all of them, as the official code does (they are then copies); by default each has its own draw.
+    :param terminal_action_noise: Add that noise to the policy's action valued at the end of each planned sequence,
+        as the official code does; by default that action is noise-free.
     :param use_planner: Act with MPPI (``True``) or with the actor alone (``False``, an ablation).
     :param compile_planner: ``torch.compile`` the latent steps MPPI evaluates (dynamics, reward, policy prior); on
         CUDA with ``mode="reduce-overhead"``, which captures them in CUDA graphs (with ``cuda_graph_planner``, mode
@@ -200,6 +209,10 @@ class DCMPC(WorldModelAlgorithm):
         min_plan_std: float = 0.05,
         max_plan_std: float = 2.0,
         plan_discount: float | None = None,
+        undiscounted_one_step_target: bool = False,
+        reward_bounds: tuple[float, float] | None = None,
+        shared_prior_noise: bool = False,
+        terminal_action_noise: bool = False,
         use_planner: bool = True,
         compile_planner: bool = False,
         cuda_graph_planner: bool = False,
@@ -263,6 +276,10 @@ class DCMPC(WorldModelAlgorithm):
         self.min_plan_std = min_plan_std
         self.max_plan_std = max_plan_std
         self.plan_discount = plan_discount
+        self.undiscounted_one_step_target = undiscounted_one_step_target
+        self.reward_bounds = reward_bounds
+        self.shared_prior_noise = shared_prior_noise
+        self.terminal_action_noise = terminal_action_noise
         self.use_planner = use_planner
         self.compile_planner = compile_planner
         self.cuda_graph_planner = cuda_graph_planner
@@ -281,6 +298,8 @@ class DCMPC(WorldModelAlgorithm):
         self.policy_kwargs = dict(self.policy_kwargs)
         self.policy_kwargs.update(
             n_critics=self.n_critics,
+            # getattr: checkpoints saved before these options existed
+            reward_bounds=getattr(self, "reward_bounds", None),
             actor_learning_rate=self.actor_learning_rate,
             critic_learning_rate=self.critic_learning_rate,
             planner_kwargs=dict(
@@ -293,6 +312,8 @@ class DCMPC(WorldModelAlgorithm):
                 min_std=self.min_plan_std,
                 max_std=self.max_plan_std,
                 discount=self.gamma if self.plan_discount is None else self.plan_discount,
+                shared_prior_noise=getattr(self, "shared_prior_noise", False),
+                terminal_action_noise=getattr(self, "terminal_action_noise", False),
             ),
         )
         # SB3 reads `n_steps` to build its own n-step buffer; DC-MPC computes n-step targets from sequences instead.
@@ -483,7 +504,10 @@ class DCMPC(WorldModelAlgorithm):
             )
             next_action = (policy.act(next_codes, target=True) + noise).clamp(-1, 1)
             next_q = policy.q_values(next_codes, next_action, target=True, members=self._random_critics()).min(dim=0).values
-            target_q = n_step_targets(data.rewards[:, :n], data.terminations[:, :n], next_q, self.gamma)
+            undiscounted = n == 1 and getattr(self, "undiscounted_one_step_target", False)
+            target_q = n_step_targets(
+                data.rewards[:, :n], data.terminations[:, :n], next_q, self.gamma, 1.0 if undiscounted else None
+            )
         q_values = policy.q_values(codes, data.actions[:, 0])
         critic_loss = F.mse_loss(q_values, target_q.unsqueeze(0).expand_as(q_values))
         grad_norm = self._clip_and_step(policy.critic_optimizer, critic_loss, self.max_grad_norm)

@@ -18,8 +18,11 @@ class LatentModel(Protocol):
     def policy_prior(self, latent: th.Tensor) -> th.Tensor:
         """Action of the policy prior in [-1, 1]."""
 
-    def terminal_value(self, latent: th.Tensor, generator: th.Generator | None) -> th.Tensor:
-        """Value ``(batch,)`` of a latent at the end of the planning horizon."""
+    def terminal_value(
+        self, latent: th.Tensor, generator: th.Generator | None, action_noise: th.Tensor | None = None
+    ) -> th.Tensor:
+        """Value ``(batch,)`` of a latent at the end of the planning horizon; ``action_noise`` (broadcast to the
+        actions) is added to the policy's action there."""
 
 
 def draws_noise(std: float | th.Tensor) -> bool:
@@ -60,6 +63,10 @@ class MPPIPlanner:
     :param min_std: Lower bound of the sampling std (0.05).
     :param max_std: Upper bound and initial value of the sampling std (2.0).
     :param discount: Discount of predicted rewards along the plan (DC-MPC's official code uses rho = 0.9; we default to gamma).
+    :param shared_prior_noise: Draw the policy prior's noise once per state and step for all its sequences, as the
+        official DC-MPC code does (its sequences are then copies of one another); by default each sequence has its own.
+    :param terminal_action_noise: Add the policy prior's noise to the policy's action at the end of the horizon too,
+        one draw per state shared by all sequences, as the official code does; by default that action is noise-free.
     """
 
     def __init__(
@@ -74,6 +81,8 @@ class MPPIPlanner:
         min_std: float = 0.05,
         max_std: float = 2.0,
         discount: float = 0.99,
+        shared_prior_noise: bool = False,
+        terminal_action_noise: bool = False,
     ):
         if not 0 < num_elites <= num_samples:
             raise ValueError(f"num_elites must be in (0, num_samples={num_samples}], got {num_elites}")
@@ -89,6 +98,8 @@ class MPPIPlanner:
         self.min_std = min_std
         self.max_std = max_std
         self.discount = discount
+        self.shared_prior_noise = shared_prior_noise
+        self.terminal_action_noise = terminal_action_noise
         #: Roll the policy's sequences out once per call instead of once per iteration (the same values; False is the
         #: straightforward evaluation, kept as the reference of tests and benchmarks).
         self.reuse_policy_rollouts = True
@@ -143,10 +154,13 @@ class MPPIPlanner:
         reuse = self.reuse_policy_rollouts and P > 0
         z = latent.repeat_interleave(P, dim=0)
         policy_returns, discount = th.zeros(n_states * P, device=device), 1.0
+        noisy = draws_noise(policy_noise_std)
         for t in range(H if P > 0 else 0):
             prior = model.policy_prior(z)
-            if draws_noise(policy_noise_std):
-                prior = prior + policy_noise_std * th.randn(prior.shape, device=device, generator=generator)
+            if noisy:
+                shape = (n_states, 1, A) if self.shared_prior_noise else (n_states, P, A)
+                noise = th.randn(shape, device=device, generator=generator).expand(n_states, P, A).reshape(-1, A)
+                prior = prior + policy_noise_std * noise
             prior = prior.clamp(-1, 1)
             actions[:, :P, t] = prior.view(n_states, P, A)
             if t < H - 1 or reuse:
@@ -168,7 +182,11 @@ class MPPIPlanner:
             if reuse:
                 final = th.cat([z.view(n_states, P, -1), final.view(n_states, N - P, -1)], dim=1).flatten(0, 1)
                 returns = th.cat([policy_returns.view(n_states, P), returns.view(n_states, N - P)], dim=1).flatten()
-            value = (returns + discount * model.terminal_value(final, generator)).view(n_states, N)
+            terminal_noise = None
+            if self.terminal_action_noise and noisy:  # one draw per state, for all its sequences
+                terminal_noise = policy_noise_std * th.randn((n_states, 1, A), device=device, generator=generator)
+                terminal_noise = terminal_noise.expand(n_states, N, A).reshape(-1, A)
+            value = (returns + discount * model.terminal_value(final, generator, terminal_noise)).view(n_states, N)
             value = th.nan_to_num(value, nan=0.0)
             elite_value, elite_idx = th.topk(value, K, dim=1)
             elite_actions = actions[rows, elite_idx]  # (E, K, H, A)

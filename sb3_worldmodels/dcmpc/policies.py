@@ -44,6 +44,8 @@ class DCMPCPolicy(BasePolicy):
     :param actor_learning_rate: Adam learning rate of the actor (paper: 3e-4).
     :param critic_learning_rate: Adam learning rate of the critics (paper: 3e-4).
     :param world_model_weight_decay: AdamW weight decay of the world model (PyTorch default 0.01, as the official code).
+    :param reward_bounds: ``(low, high)``: the reward head's output mapped into this range by a tanh, as the official
+        code does (``(0, 2)`` on DMC at action repeat 2); ``None`` (the paper's text) leaves it unbounded.
     :param planner_kwargs: Arguments of :class:`MPPIPlanner` (set by the algorithm from its own arguments).
     :param features_extractor_class: Features extractor applied to observations before the encoder.
     :param features_extractor_kwargs: Its keyword arguments.
@@ -74,6 +76,7 @@ class DCMPCPolicy(BasePolicy):
         actor_learning_rate: float = 3e-4,
         critic_learning_rate: float = 3e-4,
         world_model_weight_decay: float = 0.01,
+        reward_bounds: tuple[float, float] | None = None,
         planner_kwargs: dict[str, Any] | None = None,
         features_extractor_class: type[BaseFeaturesExtractor] = FlattenExtractor,
         features_extractor_kwargs: dict[str, Any] | None = None,
@@ -100,6 +103,9 @@ class DCMPCPolicy(BasePolicy):
         self.actor_learning_rate = actor_learning_rate
         self.critic_learning_rate = critic_learning_rate
         self.world_model_weight_decay = world_model_weight_decay
+        if reward_bounds is not None and not reward_bounds[0] < reward_bounds[1]:
+            raise ValueError(f"reward_bounds must be (low, high) with low < high, got {reward_bounds}")
+        self.reward_bounds = None if reward_bounds is None else (float(reward_bounds[0]), float(reward_bounds[1]))
         self.planner_kwargs = dict(planner_kwargs or {})
         self._plan_graphs: dict[tuple, PlanGraph] = {}  # process state: graphs are captured again after loading
         self._build(lr_schedule)
@@ -146,6 +152,7 @@ class DCMPCPolicy(BasePolicy):
             actor_learning_rate=self.actor_learning_rate,
             critic_learning_rate=self.critic_learning_rate,
             world_model_weight_decay=self.world_model_weight_decay,
+            reward_bounds=self.reward_bounds,
             planner_kwargs=self.planner_kwargs,
             lr_schedule=self._dummy_schedule,
             features_extractor_class=self.features_extractor_class,
@@ -226,7 +233,12 @@ class DCMPCPolicy(BasePolicy):
         return self.quantizer.codebook[indices].flatten(1)
 
     def predict_reward(self, codes: th.Tensor, action: th.Tensor) -> th.Tensor:
-        return self.reward(th.cat([codes, action], dim=-1)).squeeze(-1)
+        """Predicted reward ``(batch,)``; with ``reward_bounds`` ``low + (high - low) * (tanh(x) + 1) / 2``."""
+        reward = self.reward(th.cat([codes, action], dim=-1)).squeeze(-1)
+        if self.reward_bounds is not None:
+            low, high = self.reward_bounds
+            reward = low + (high - low) * (th.tanh(reward) + 1) / 2
+        return reward
 
     def q_values(
         self, codes: th.Tensor, action: th.Tensor, target: bool = False, members: th.Tensor | None = None
@@ -254,12 +266,18 @@ class DCMPCPolicy(BasePolicy):
     def policy_prior(self, latent: th.Tensor) -> th.Tensor:
         return self.act(latent)
 
-    def terminal_value(self, latent: th.Tensor, generator: th.Generator | None = None) -> th.Tensor:
-        """Average Q of two randomly chosen critics at the actor's action (DC-MPC / REDQ)."""
+    def terminal_value(
+        self, latent: th.Tensor, generator: th.Generator | None = None, action_noise: th.Tensor | None = None
+    ) -> th.Tensor:
+        """Average Q of two randomly chosen critics at the actor's action (DC-MPC / REDQ), plus ``action_noise``
+        (clipped to the bounds) where given."""
         # Two distinct critics, uniformly: the indices of the two largest of n uniform draws (plain kernels, which a
         # CUDA graph of the planning call captures as they are).
         chosen = th.rand(self.n_critics, device=latent.device, generator=generator).topk(min(2, self.n_critics)).indices
-        return self.q_values(latent, self.act(latent), members=chosen).mean(dim=0)
+        action = self.act(latent)
+        if action_noise is not None:
+            action = (action + action_noise).clamp(-1, 1)
+        return self.q_values(latent, action, members=chosen).mean(dim=0)
 
     def compile_planner(self) -> None:
         """Compile the latent steps MPPI calls in its loops with ``torch.compile`` (same results, fewer kernel launches).
