@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 
 import gymnasium as gym
+import numpy as np
 import pytest
 import torch as th
 
@@ -79,3 +80,30 @@ class ToyEnv(gym.Env):
 
     def step(self, action):
         return self.observation_space.sample(), 0.0, False, False, {}
+
+
+class Countdown(gym.Env):
+    """Episodes of ``length`` steps whose last one terminates with reward 1 (0 before); actions change nothing.
+
+    The observation is the number of steps left, scaled to [0, 1]. The true value of the state ``k`` steps before the
+    end is ``gamma ** (k - 1)``: 1 in the last state, whatever the action.
+    """
+
+    def __init__(self, length: int = 6):
+        self.length = length
+        self.observation_space = gym.spaces.Box(0.0, 1.0, (1,), np.float32)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+        self.left = length
+
+    def _obs(self) -> np.ndarray:
+        return np.array([self.left / self.length], dtype=np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.left = self.length
+        return self._obs(), {}
+
+    def step(self, action):
+        self.left -= 1
+        terminated = self.left == 0
+        return self._obs(), float(terminated), terminated, False, {}

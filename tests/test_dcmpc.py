@@ -186,7 +186,9 @@ def test_world_model_loss_and_gradient_match_a_plain_reference(tiny_dcmpc_kwargs
     data = model.replay_buffer.sample_sequences(16, model.sequence_length)
     terminations = data.terminations.clone()
     terminations[:4, 1] = 1.0  # Pendulum never terminates: mark some, so that the masking is compared too
-    data = data._replace(terminations=terminations)
+    mask = data.mask.clone()
+    mask[:4, 2:] = 0.0  # the transitions after a termination are padding
+    data = data._replace(terminations=terminations, mask=mask)
     batch, slots, size = 16, policy.latent_dim, policy.quantizer.codebook_size
     gumbel = dcmpc_module.gumbel_noise((H - 1, batch, slots, size), "cpu")
     # The algorithm draws its noise code-major, (step, batch, code, slot); the reference below is slot-major.
@@ -201,7 +203,7 @@ def test_world_model_loss_and_gradient_match_a_plain_reference(tiny_dcmpc_kwargs
         # Slot-major logits straight from the stored output layer, (batch, slot, code).
         logits = policy.dynamics(th.cat([codes, data.actions[:, t]], dim=-1)).view(batch, slots, size)
         ce = F.cross_entropy(logits.reshape(-1, size), target.reshape(-1), reduction="none").view(batch, slots).mean(1)
-        alive = th.prod(1.0 - data.terminations[:, :t], dim=1)
+        alive = th.prod(1.0 - data.terminations[:, :t], dim=1) * data.mask[:, t]
         consistency = consistency + model.rho**t * (alive * ce).mean()
         error = (policy.predict_reward(codes, data.actions[:, t]) - data.rewards[:, t]) ** 2
         reward_error = reward_error + model.rho**t * (alive * error).mean()

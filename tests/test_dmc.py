@@ -180,9 +180,9 @@ def test_undiscounted_one_step_target_reaches_the_critic_target(monkeypatch, tin
     seen = []
     original = dcmpc_module.n_step_targets
 
-    def spy(*args):
+    def spy(*args, **kwargs):
         seen.append(args[4])
-        return original(*args)
+        return original(*args, **kwargs)
 
     monkeypatch.setattr(dcmpc_module, "n_step_targets", spy)
     model = DCMPC("MlpPolicy", "Pendulum-v1", seed=0, undiscounted_one_step_target=flag, n_steps=n_steps, **tiny_dcmpc_kwargs)

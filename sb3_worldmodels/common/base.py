@@ -8,7 +8,6 @@ import io
 import json
 import os
 import pathlib
-import warnings
 import zipfile
 from collections.abc import Iterable
 from typing import Any, ClassVar
@@ -164,20 +163,12 @@ class WorldModelAlgorithm(OffPolicyAlgorithm):
                 f"{name} samples sequences: replay_buffer_class must derive from SequenceReplayBuffer, "
                 f"got {self.replay_buffer_class}"
             )
-        rows = self.buffer_size // self.n_envs
-        if rows < self.sequence_length:
-            raise ValueError(
-                f"buffer_size={self.buffer_size} keeps {rows} steps per env with {self.n_envs} envs, fewer than one "
-                f"training sequence of {self.sequence_length} transitions: use a buffer of at least "
-                f"{self.sequence_length * self.n_envs} steps."
-            )
         self.policy_kwargs = check_policy_kwargs(name, self.policy_class, self.policy_kwargs, self.unsupported_policy_kwargs)
         super()._setup_model()
         # The policy plans / acts in the algorithm's precision (it is restored from the saved argument on load).
         self.policy.mixed_precision = check_mixed_precision(self.mixed_precision)  # custom_objects may have replaced it
         # One gradient scaler per optimizer for float16 (process state, not saved).
         self._grad_scalers: dict[int, th.amp.GradScaler] = {}
-        self._warned_waiting = False
         # Episodes finished since learning started (schedules such as DC-MPC's exploration decay count them).
         self._learning_episodes = getattr(self, "_learning_episodes", 0)
         # Optimizer steps skipped because their gradient was not finite (see _clip_and_step).
@@ -186,22 +177,8 @@ class WorldModelAlgorithm(OffPolicyAlgorithm):
         self._reset_acting_state()
 
     def _ready_to_train(self) -> bool:
-        """Whether every env has stored one full sequence yet; until then training waits (warning once).
-
-        With several envs, ``learning_starts`` counts the steps of all of them, so each env may hold fewer
-        steps than one sequence when learning would start.
-        """
-        if self.replay_buffer.size() >= self.sequence_length:
-            return True
-        if not self._warned_waiting:
-            self._warned_waiting = True
-            warnings.warn(
-                f"{type(self).__name__} waits with training until each env has stored {self.sequence_length} steps "
-                f"(one sequence); it has {self.replay_buffer.size()}. Raise learning_starts to at least "
-                f"{self.sequence_length * self.n_envs} to avoid this.",
-                stacklevel=2,
-            )
-        return False
+        """Whether the replay buffer holds a transition to sample (every stored transition can start a sequence)."""
+        return self.replay_buffer.size() > 0
 
     def _reset_acting_state(self) -> None:
         # Per-env state carried between env steps while acting, and episode-start flags; process-local, not saved.
@@ -216,7 +193,6 @@ class WorldModelAlgorithm(OffPolicyAlgorithm):
             "_episode_starts",
             "_acting_stats",
             "_non_finite_steps",
-            "_warned_waiting",
         ]
 
     def _setup_learn(

@@ -3,8 +3,8 @@
 World models are trained on contiguous sub-trajectories, not on single transitions. This
 buffer keeps SB3's ``(buffer_size // n_envs, n_envs)`` layout (so ``save_replay_buffer`` /
 ``load_replay_buffer`` and SB3's single-transition ``sample()`` keep working) and adds
-:meth:`SequenceReplayBuffer.sample_sequences`, which draws sequences that lie inside one
-episode of one env's stream.
+:meth:`SequenceReplayBuffer.sample_sequences`, which draws sequences of one env's stream that start at a
+stored transition drawn uniformly, and are padded (and masked) after the end of its episode.
 
 Each observation is stored once: row ``t`` holds ``o_t``, and the next observation of a
 transition is row ``t + 1`` of the same env. The only observations that row ``t + 1`` cannot
@@ -36,6 +36,9 @@ class SequenceSamples(NamedTuple):
     :param rewards: ``r_0 .. r_{L-1}``, shape ``(B, L)``.
     :param terminations: 1.0 where the transition ended the episode by termination (no bootstrap), ``(B, L)``.
     :param truncations: 1.0 where the episode was cut by a time limit (bootstrap from ``o_{t+1}``), ``(B, L)``.
+    :param mask: 1.0 for the transitions of the first one's episode, ``(B, L)``: a sequence that reaches the end of
+        its episode (or the newest stored transition) before ``L`` transitions is padded: the observations after the
+        last true next observation repeat it, padded actions, rewards and flags are 0.
     """
 
     observations: TensorObs
@@ -43,6 +46,7 @@ class SequenceSamples(NamedTuple):
     rewards: th.Tensor
     terminations: th.Tensor
     truncations: th.Tensor
+    mask: th.Tensor
 
 
 def _tree_map(fn, obs: Any) -> Any:
@@ -160,84 +164,66 @@ class SequenceReplayBuffer(ReplayBuffer):
     def _oldest_row(self) -> int:
         return self.pos if self.full else 0
 
-    def _has_valid_window(self, rows: np.ndarray, env_idx: np.ndarray, seq_len: int) -> np.ndarray:
-        """Whether transitions ``rows .. rows + seq_len - 1`` of ``env_idx`` lie inside one episode."""
-        window = (rows[:, None] + np.arange(seq_len - 1)) % self.buffer_size
-        return self.dones[window, env_idx[:, None]].sum(axis=1) == 0
-
-    def _sample_starts(self, batch_size: int, seq_len: int) -> tuple[np.ndarray, np.ndarray]:
+    def _sample_starts(self, batch_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Rows and envs of ``batch_size`` stored transitions drawn uniformly, and how many transitions are stored from
+        each up to the newest one of its env."""
         size = self.size()
-        n_starts = size - seq_len + 1  # relative start positions whose window does not cross the write head
-        if n_starts <= 0:
-            raise ValueError(
-                f"The replay buffer holds {size} steps per env, fewer than one sequence of {seq_len} transitions."
-            )
-        oldest = self._oldest_row()
-        rows_out, envs_out, n_found = np.empty(batch_size, dtype=np.int64), np.empty(batch_size, dtype=np.int64), 0
-        # Rejection sampling is exact (uniform over valid windows) and cheap when episodes are long.
-        for _ in range(8):
-            rel = np.random.randint(0, n_starts, size=2 * batch_size)
-            envs = np.random.randint(0, self.n_envs, size=2 * batch_size)
-            rows = (oldest + rel) % self.buffer_size
-            keep = np.flatnonzero(self._has_valid_window(rows, envs, seq_len))[: batch_size - n_found]
-            rows_out[n_found : n_found + len(keep)], envs_out[n_found : n_found + len(keep)] = rows[keep], envs[keep]
-            n_found += len(keep)
-            if n_found == batch_size:
-                return rows_out, envs_out
-        # Low acceptance (short episodes): enumerate every valid window once and sample from them.
-        rel, envs = np.meshgrid(np.arange(n_starts), np.arange(self.n_envs), indexing="ij")
-        rows = (oldest + rel.ravel()) % self.buffer_size
-        envs = envs.ravel()
-        valid = np.flatnonzero(self._has_valid_window(rows, envs, seq_len))
-        if len(valid) == 0:
-            raise ValueError(
-                f"No sequence of {seq_len} transitions lies inside one episode: every stored episode is shorter. "
-                "Use a shorter sequence length or collect longer episodes."
-            )
-        pick = valid[np.random.randint(0, len(valid), size=batch_size - n_found)]
-        rows_out[n_found:], envs_out[n_found:] = rows[pick], envs[pick]
-        return rows_out, envs_out
+        if size == 0:
+            raise ValueError("The replay buffer is empty: nothing to sample.")
+        rel = np.random.randint(0, size, size=batch_size)
+        envs = np.random.randint(0, self.n_envs, size=batch_size)
+        return (self._oldest_row() + rel) % self.buffer_size, envs, size - rel
 
-    def _gather_observations(self, rows: np.ndarray, env_idx: np.ndarray, seq_len: int) -> Obs:
-        """Observations ``o_0 .. o_L`` of each sequence, with true next observations at episode ends."""
-        obs_rows = (rows[:, None] + np.arange(seq_len + 1)) % self.buffer_size
+    def _gather_observations(self, rows: np.ndarray, env_idx: np.ndarray, lengths: np.ndarray, seq_len: int) -> Obs:
+        """Observations ``o_0 .. o_L`` of each sequence of ``lengths`` true transitions: ``o_lengths`` is the true next
+        observation of the last one (the final observation at an episode end), repeated after it."""
+        steps = np.minimum(np.arange(seq_len + 1), lengths[:, None])
+        obs_rows = (rows[:, None] + steps) % self.buffer_size
         observations = _tree_map(lambda x: x[obs_rows, env_idx[:, None]], self.observations)
-        last_row = obs_rows[:, -2]
+        last_row = (rows + lengths - 1) % self.buffer_size
         newest_row = (self.pos - 1) % self.buffer_size
-        for b in np.flatnonzero(self.dones[last_row, env_idx] > 0):
-            final = self.final_observations[(int(last_row[b]), int(env_idx[b]))]
+        ended = self.dones[last_row, env_idx] > 0
+        # The next observation of an episode's last transition is in the side table; the one of the newest transition
+        # is only known from the last add(). Every other next observation is the following row.
+        for b in np.flatnonzero(ended | (last_row == newest_row)):
+            if ended[b]:
+                final = self.final_observations[(int(last_row[b]), int(env_idx[b]))]
+            else:
+                final = _tree_map(lambda x, e=env_idx[b]: x[e], self.last_next_observations)
             if isinstance(observations, dict):
                 for key in observations:
-                    observations[key][b, -1] = final[key]
+                    observations[key][b, lengths[b] :] = final[key]
             else:
-                observations[b, -1] = final
-        # The next observation of the newest row is only known from the last add().
-        for b in np.flatnonzero((last_row == newest_row) & (self.dones[last_row, env_idx] == 0)):
-            if isinstance(observations, dict):
-                for key in observations:
-                    observations[key][b, -1] = self.last_next_observations[key][env_idx[b]]
-            else:
-                observations[b, -1] = self.last_next_observations[env_idx[b]]
+                observations[b, lengths[b] :] = final
         return observations
 
     def sample_sequences(self, batch_size: int, seq_len: int, env: VecNormalize | None = None) -> SequenceSamples:
-        """Sample ``batch_size`` sequences of ``seq_len`` contiguous transitions, each inside one episode of one env.
+        """Sample ``batch_size`` sequences of ``seq_len`` contiguous transitions of one env.
 
-        Only the last transition of a sequence may end its episode. Observations and rewards are normalised
-        with ``env`` (a ``VecNormalize``) when given, as SB3 does at sampling time.
+        Every stored transition is equally likely to be the first of a sequence, also the last transitions of an
+        episode: a sequence stops at the end of its episode (or at the newest stored transition) and is padded to
+        ``seq_len`` (``mask`` tells which transitions are true). Observations and rewards are normalised with ``env``
+        (a ``VecNormalize``) when given, as SB3 does at sampling time.
         """
-        rows, env_idx = self._sample_starts(batch_size, seq_len)
+        rows, env_idx, stored = self._sample_starts(batch_size)
         step_rows = (rows[:, None] + np.arange(seq_len)) % self.buffer_size
         env_col = env_idx[:, None]
-        observations = self._normalize_obs(self._gather_observations(rows, env_idx, seq_len), env)
         dones, timeouts = self.dones[step_rows, env_col], self.timeouts[step_rows, env_col]
-        rewards = self._normalize_reward(self.rewards[step_rows, env_col], env)
+        # A transition belongs to the sequence while no earlier one ended the episode and it is stored.
+        ended_before = (np.cumsum(dones, axis=1) - dones) > 0
+        mask = ~ended_before & (np.arange(seq_len) < stored[:, None])
+        lengths = mask.sum(axis=1)
+        observations = self._normalize_obs(self._gather_observations(rows, env_idx, lengths, seq_len), env)
+        rewards = self._normalize_reward(self.rewards[step_rows, env_col], env) * mask
+        actions = self.actions[step_rows, env_col] * mask[..., None]
+        dones, timeouts = dones * mask, timeouts * mask
         return SequenceSamples(
             observations=_tree_map(lambda x: self.to_torch(np.asarray(x)), observations),
-            actions=self.to_torch(self.actions[step_rows, env_col]).float(),
+            actions=self.to_torch(actions).float(),
             rewards=self.to_torch(rewards).float(),
             terminations=self.to_torch(dones * (1.0 - timeouts)),
             truncations=self.to_torch(dones * timeouts),
+            mask=self.to_torch(mask.astype(np.float32)),
         )
 
     def sample(self, batch_size: int, env: VecNormalize | None = None) -> ReplayBufferSamples | DictReplayBufferSamples:

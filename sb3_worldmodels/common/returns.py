@@ -11,18 +11,21 @@ def n_step_targets(
     bootstrap: th.Tensor,
     gamma: float,
     bootstrap_discount: float | None = None,
+    mask: th.Tensor | None = None,
 ) -> th.Tensor:
     """n-step TD targets ``sum_k gamma^k r_k + gamma^n Q(s_n)``, cut at the first termination.
 
-    Rewards after a termination are dropped and a terminated sequence does not bootstrap; a truncation is
-    not a termination (the sampler only puts it on the last step, whose next observation is the true one).
+    Rewards after a termination are dropped and a terminated sequence does not bootstrap; a truncation is not a
+    termination. With ``mask``, a sequence of ``m < n`` true transitions (its episode ended, or the buffer holds no
+    more) bootstraps with ``gamma^m`` from ``bootstrap``, the value of the true next observation of its last one.
 
     :param rewards: ``(batch, n)``.
     :param terminations: ``(batch, n)``, 1.0 where the transition terminated the episode.
-    :param bootstrap: Value of the observation after the n-th transition, ``(batch,)``.
+    :param bootstrap: Value of the observation after the last (true) transition, ``(batch,)``.
     :param gamma: Discount factor.
     :param bootstrap_discount: Factor of the bootstrap in place of ``gamma^n`` (the official DC-MPC code's one-step
         target uses 1).
+    :param mask: ``(batch, n)``, 1.0 for the true transitions of each sequence (a prefix); all by default.
     :return: Targets ``(batch,)``.
     """
     n = rewards.shape[1]
@@ -30,8 +33,15 @@ def n_step_targets(
     # alive[k] = 1 while no transition before k has terminated.
     not_terminated = th.cumprod(1.0 - terminations, dim=1)
     alive = th.cat([th.ones_like(not_terminated[:, :1]), not_terminated[:, :-1]], dim=1)
+    if mask is not None:
+        alive = alive * mask
     returns = (discounts * alive * rewards).sum(dim=1)
-    factor = gamma**n if bootstrap_discount is None else bootstrap_discount
+    if bootstrap_discount is not None:
+        factor = bootstrap_discount
+    elif mask is None:
+        factor = gamma**n
+    else:
+        factor = gamma ** mask.sum(dim=1)
     return returns + factor * not_terminated[:, -1] * bootstrap
 
 

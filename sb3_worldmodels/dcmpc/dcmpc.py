@@ -443,9 +443,8 @@ class DCMPC(WorldModelAlgorithm):
             # Targets: FSQ indices of the next observations under the same (online) encoder.
             next_obs = _flatten_time(_select_time(data.observations, slice(1, H + 1)))
             target_idx = policy.code_indices(policy.encode(next_obs)).view(batch_size, H, policy.latent_dim)
-            # Transitions after a termination inside the window do not count.
-            alive = th.cumprod(1.0 - data.terminations[:, :H], dim=1)
-            alive = th.cat([th.ones_like(alive[:, :1]), alive[:, :-1]], dim=1)
+            # Transitions after the end of the first one's episode (padding) do not count.
+            alive = data.mask[:, :H]
             # Gumbel noise for the whole rollout at once (the last step samples nothing), in the code-major layout of
             # the logits, (step, batch, code, slot).
             shape = (max(H - 1, 1), batch_size, policy.quantizer.codebook_size, policy.latent_dim)
@@ -505,8 +504,15 @@ class DCMPC(WorldModelAlgorithm):
             next_action = (policy.act(next_codes, target=True) + noise).clamp(-1, 1)
             next_q = policy.q_values(next_codes, next_action, target=True, members=self._random_critics()).min(dim=0).values
             undiscounted = n == 1 and getattr(self, "undiscounted_one_step_target", False)
+            # A sequence whose episode ends within n steps bootstraps from its true last next observation, which
+            # the padding repeats at step n.
             target_q = n_step_targets(
-                data.rewards[:, :n], data.terminations[:, :n], next_q, self.gamma, 1.0 if undiscounted else None
+                data.rewards[:, :n],
+                data.terminations[:, :n],
+                next_q,
+                self.gamma,
+                1.0 if undiscounted else None,
+                mask=data.mask[:, :n],
             )
         q_values = policy.q_values(codes, data.actions[:, 0])
         critic_loss = F.mse_loss(q_values, target_q.unsqueeze(0).expand_as(q_values))
@@ -537,7 +543,8 @@ class DCMPC(WorldModelAlgorithm):
         planning); step ``k`` is compared with the code of ``o_k``.
 
         :return: ``code_accuracy`` (fraction of latent slots whose most likely code is the true one), ``latent_mse``
-            (expected code against the true code) and ``reward_mse``, each of shape ``(horizon,)``.
+            (expected code against the true code) and ``reward_mse``, each of shape ``(horizon,)``; steps after the end
+            of a sequence's episode are left out.
         """
         policy = self.policy
         data = self.replay_buffer.sample_sequences(n_sequences, horizon, env=self._vec_normalize_env)
@@ -545,11 +552,15 @@ class DCMPC(WorldModelAlgorithm):
         codes = true_codes[:, 0]
         accuracy, latent_mse, reward_mse = [], [], []
         head = policy.code_major_head()
+
+        def mean(values: th.Tensor, t: int) -> th.Tensor:
+            return (values * data.mask[:, t]).sum() / data.mask[:, t].sum().clamp(min=1)
+
         for t in range(horizon):
             logits = policy.dynamics_logits(codes, data.actions[:, t], head)
-            reward_mse.append(((policy.predict_reward(codes, data.actions[:, t]) - data.rewards[:, t]) ** 2).mean())
+            reward_mse.append(mean((policy.predict_reward(codes, data.actions[:, t]) - data.rewards[:, t]) ** 2, t))
             codes = policy.codes_from_probs(th.softmax(logits, dim=1))
             target = true_codes[:, t + 1]
-            accuracy.append((first_argmax(logits, dim=1) == policy.code_indices(target)).float().mean())
-            latent_mse.append(((codes - target) ** 2).mean())
+            accuracy.append(mean((first_argmax(logits, dim=1) == policy.code_indices(target)).float().mean(1), t))
+            latent_mse.append(mean(((codes - target) ** 2).mean(1), t))
         return {"code_accuracy": th.stack(accuracy), "latent_mse": th.stack(latent_mse), "reward_mse": th.stack(reward_mse)}

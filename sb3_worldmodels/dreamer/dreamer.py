@@ -22,6 +22,18 @@ from sb3_worldmodels.dreamer.rssm import RSSMState, gaussian_kl
 SelfDreamer = TypeVar("SelfDreamer", bound="Dreamer")
 
 
+def observed_mask(data: SequenceSamples) -> th.Tensor:
+    """``(B, L + 1)``: 1.0 for the observations of a sequence's own episode, ``o_0`` and the next observation of each
+    true transition; the padding after them is 0."""
+    return th.cat([th.ones_like(data.mask[:, :1]), data.mask], dim=1)
+
+
+def masked_mean(values: th.Tensor, mask: th.Tensor) -> th.Tensor:
+    """Mean of ``values`` over the entries where ``mask`` (broadcast over the leading dimensions) is 1."""
+    mask = mask.expand_as(values)
+    return (values * mask).sum() / mask.sum().clamp(min=1)
+
+
 class Dreamer(WorldModelAlgorithm):
     """Dreamer V1.
 
@@ -237,7 +249,7 @@ class Dreamer(WorldModelAlgorithm):
             data = self.replay_buffer.sample_sequences(batch_size, self.sequence_length, env=self._vec_normalize_env)
             with self._autocast():
                 step_stats, posterior = self._update_world_model(data)
-                step_stats.update(self._update_behaviour(posterior))
+                step_stats.update(self._update_behaviour(posterior, observed_mask(data)))
             for key, value in step_stats.items():
                 stats.setdefault(key, []).append(value.detach())
         self._n_updates += gradient_steps
@@ -259,19 +271,22 @@ class Dreamer(WorldModelAlgorithm):
         policy = self.policy
         obs, posterior, prior = self._observe(data)
         feature = posterior.feature
+        # Observations and transitions after the end of a sequence's episode are padding: masked out of every mean.
+        observed = observed_mask(data)
         log_likelihood, squared_errors = policy.reconstruction_log_likelihood(feature, obs)
-        reconstruction = -log_likelihood.mean()
+        reconstruction = -masked_mean(log_likelihood, observed)
         # The state of o_{t+1} predicts r_t, the reward of the transition into it.
         reward_prediction = policy.reward(feature[:, 1:]).squeeze(-1)
-        reward_loss = 0.5 * ((reward_prediction - data.rewards) ** 2).mean()
-        kl = gaussian_kl(posterior, prior).mean()
+        reward_loss = 0.5 * masked_mean((reward_prediction - data.rewards) ** 2, data.mask)
+        kl = masked_mean(gaussian_kl(posterior, prior), observed)
         # Free nats on the batch mean: no gradient while the KL is below free_nats.
         kl_loss = th.clamp(kl, min=self.free_nats)
         loss = reconstruction + reward_loss + self.kl_scale * kl_loss
         stats = {}
         if policy.continuation is not None:
             logits = policy.continuation(feature[:, 1:]).squeeze(-1)
-            continuation_loss = F.binary_cross_entropy_with_logits(logits, 1.0 - data.terminations)
+            continuation = F.binary_cross_entropy_with_logits(logits, 1.0 - data.terminations, reduction="none")
+            continuation_loss = masked_mean(continuation, data.mask)
             loss = loss + self.continuation_coef * continuation_loss
             stats["world_model/continuation_loss"] = continuation_loss.detach()
         grad_norm = self._clip_and_step(policy.world_model_optimizer, loss, self.max_grad_norm)
@@ -305,15 +320,18 @@ class Dreamer(WorldModelAlgorithm):
             entropies.append(out.entropy)
         return th.stack(features), th.stack(entropies)
 
+    def _start_index(self, n: int, device: th.device) -> th.Tensor | None:
+        """Indices of ``imagination_starts`` of ``n`` flattened posterior states, or ``None`` for all of them."""
+        if self.imagination_starts is None or self.imagination_starts >= n:
+            return None
+        # Random keys' top-k: a uniform subset without replacement, drawn on the device without a host sync.
+        return th.rand(n, device=device).topk(self.imagination_starts, sorted=False).indices
+
     def imagination_start_states(self, posterior: RSSMState) -> RSSMState:
         """The posterior states of the batch, flattened, or ``imagination_starts`` of them drawn without replacement."""
         start = posterior.flatten()
-        n = start.deter.shape[0]
-        if self.imagination_starts is None or self.imagination_starts >= n:
-            return start
-        # Random keys' top-k: a uniform subset without replacement, drawn on the device without a host sync.
-        index = th.rand(n, device=start.deter.device).topk(self.imagination_starts, sorted=False).indices
-        return RSSMState(*(x[index] for x in start))
+        index = self._start_index(start.deter.shape[0], start.deter.device)
+        return start if index is None else RSSMState(*(x[index] for x in start))
 
     def imagined_discounts(self, features: th.Tensor) -> th.Tensor:
         """``gamma`` per imagined step, times the predicted continuation probability when that head exists."""
@@ -322,31 +340,41 @@ class Dreamer(WorldModelAlgorithm):
             discount = discount * th.sigmoid(self.policy.continuation(features).squeeze(-1))
         return discount
 
-    def _update_behaviour(self, posterior: RSSMState) -> dict[str, th.Tensor]:
-        """Actor: maximise lambda-returns through the dynamics. Value: regress onto them (Dreamer eqs. 7-8)."""
+    def _update_behaviour(self, posterior: RSSMState, observed: th.Tensor | None = None) -> dict[str, th.Tensor]:
+        """Actor: maximise lambda-returns through the dynamics. Value: regress onto them (Dreamer eqs. 7-8).
+
+        :param posterior: Posterior states ``(B, T, ...)``, the imagination's start states.
+        :param observed: ``(B, T)``, 1.0 for the states of true observations (:func:`observed_mask`); imaginations from
+            padding states are left out of the losses. All are true by default.
+        """
         policy = self.policy
         world_model = policy.world_model_parameters()
         # Gradients flow through the world model and the value to the actor, but only the actor's weights get them.
         for p in (*world_model, *policy.value.parameters()):
             p.requires_grad_(False)
         try:
-            features, entropy = self.imagine(self.imagination_start_states(posterior))
+            start = posterior.flatten()
+            index = self._start_index(start.deter.shape[0], start.deter.device)
+            valid = th.ones_like(start.deter[:, 0]) if observed is None else observed.flatten().to(start.deter.dtype)
+            if index is not None:
+                start, valid = RSSMState(*(x[index] for x in start)), valid[index]
+            features, entropy = self.imagine(start)
             rewards = policy.reward(features).squeeze(-1)
             values = policy.value(features).squeeze(-1)
             discounts = self.imagined_discounts(features)
             returns = lambda_return(rewards[:-1], values[:-1], discounts[:-1], values[-1], self.lambda_)
             # Weight of each step: the probability of having reached it (stop-gradient).
             weights = th.cumprod(th.cat([th.ones_like(discounts[:1]), discounts[:-2]], dim=0), dim=0).detach()
-            actor_loss = -(weights * returns).mean()
+            actor_loss = -masked_mean(weights * returns, valid)
             if self.actor_entropy_scale:
                 # entropy[t] belongs to the action taken in the state of returns[t - 1]; the last action has no return.
-                actor_loss = actor_loss - self.actor_entropy_scale * (weights * entropy[:-1]).mean()
+                actor_loss = actor_loss - self.actor_entropy_scale * masked_mean(weights * entropy[:-1], valid)
             actor_grad_norm = self._clip_and_step(policy.actor_optimizer, actor_loss, self.max_grad_norm)
         finally:
             for p in (*world_model, *policy.value.parameters()):
                 p.requires_grad_(True)
         value_prediction = policy.value(features[:-1].detach()).squeeze(-1)
-        value_loss = (weights * 0.5 * (value_prediction - returns.detach()) ** 2).mean()
+        value_loss = masked_mean(weights * 0.5 * (value_prediction - returns.detach()) ** 2, valid)
         value_grad_norm = self._clip_and_step(policy.value_optimizer, value_loss, self.max_grad_norm)
         return {
             "train/actor_loss": actor_loss.detach(),
@@ -365,7 +393,8 @@ class Dreamer(WorldModelAlgorithm):
         """Observe ``context`` observations, then predict the next ``horizon`` from the stored actions alone.
 
         :return: ``(truth, prediction, rewards)``: preprocessed true and predicted observations of the predicted steps
-            (dicts of ``(B, horizon, ...)``) and ``{"true": ..., "predicted": ...}`` rewards ``(B, horizon)``.
+            (dicts of ``(B, horizon, ...)``) and ``{"true": ..., "predicted": ..., "mask": ...}`` rewards
+            ``(B, horizon)``, where ``mask`` is 0 for the steps after the end of a sequence's episode (padding).
         """
         policy = self.policy
         data = self.replay_buffer.sample_sequences(n_sequences, context + horizon - 1, env=self._vec_normalize_env)
@@ -385,12 +414,18 @@ class Dreamer(WorldModelAlgorithm):
             for key, value in policy.decode(feature.flatten(0, 1)).items()
         }
         truth = {key: value[:, context:] for key, value in obs.items()}
-        rewards = {"true": data.rewards[:, context - 1 :], "predicted": policy.reward(feature).squeeze(-1)}
+        rewards = {
+            "true": data.rewards[:, context - 1 :],
+            "predicted": policy.reward(feature).squeeze(-1),
+            "mask": data.mask[:, context - 1 :],
+        }
         return truth, prediction, rewards
 
     def prediction_errors(self, n_sequences: int, horizon: int, context: int = 5) -> dict[str, th.Tensor]:
         """Open-loop prediction error against the horizon: ``observation_mse`` and ``reward_mse``, each ``(horizon,)``."""
         truth, prediction, rewards = self.open_loop_prediction(n_sequences, context, horizon)
-        observation_mse = sum(((prediction[k] - truth[k]) ** 2).flatten(2).mean(dim=(0, 2)) for k in truth)
-        reward_mse = ((rewards["predicted"] - rewards["true"]) ** 2).mean(dim=0)
+        mask = rewards["mask"]
+        count = mask.sum(dim=0).clamp(min=1)
+        observation_mse = sum(((prediction[k] - truth[k]) ** 2).flatten(2).mean(dim=2).mul(mask).sum(0) for k in truth) / count
+        reward_mse = ((rewards["predicted"] - rewards["true"]) ** 2).mul(mask).sum(dim=0) / count
         return {"observation_mse": observation_mse / len(truth), "reward_mse": reward_mse}
