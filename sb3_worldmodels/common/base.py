@@ -18,6 +18,7 @@ import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.save_util import load_from_pkl
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback
 
 from sb3_worldmodels.common.buffers import SequenceReplayBuffer
@@ -78,6 +79,13 @@ def check_policy_kwargs(
     return kwargs
 
 
+def check_at_least(algo: str, minimum: int, **settings: Any) -> None:
+    """Raise a ``ValueError`` naming the first setting that is not an integer of at least ``minimum``."""
+    for name, value in settings.items():
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+            raise ValueError(f"{algo}: {name} must be an integer >= {minimum}, got {value!r}.")
+
+
 class _AtomicWrite:
     """Write to a temporary file next to ``path`` and rename it over ``path`` only once the write has finished.
 
@@ -101,7 +109,11 @@ class _AtomicWrite:
         finally:
             self.file.close()
         if exc_type is None:
-            os.replace(self.tmp, self.path)
+            try:
+                os.replace(self.tmp, self.path)
+            except OSError:  # e.g. the path is a directory: no temporary file is left behind
+                self.tmp.unlink(missing_ok=True)
+                raise
         else:
             self.tmp.unlink(missing_ok=True)
 
@@ -158,6 +170,14 @@ class WorldModelAlgorithm(OffPolicyAlgorithm):
     def _setup_model(self) -> None:
         self._check_spaces(self.observation_space, self.action_space)
         name = type(self).__name__
+        check_at_least(name, 1, batch_size=self.batch_size)
+        if self.policy_class is self.policy_aliases.get("MultiInputPolicy") and not isinstance(
+            self.observation_space, spaces.Dict
+        ):
+            raise ValueError(
+                f'{name}: "MultiInputPolicy" takes Dict observations; this env\'s are {self.observation_space}. '
+                'Use "MlpPolicy".'
+            )
         if not issubclass(self.replay_buffer_class, SequenceReplayBuffer):
             raise ValueError(
                 f"{name} samples sequences: replay_buffer_class must derive from SequenceReplayBuffer, "
@@ -207,7 +227,10 @@ class WorldModelAlgorithm(OffPolicyAlgorithm):
             # The envs are about to be reset without a `done`: close the stored episodes as truncated.
             self.replay_buffer.mark_episode_break()
             self._reset_acting_state()
-        return super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
+        result = super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
+        # The first observation of every env is stored with the first transition.
+        self._check_finite("reset observation", self._last_obs)
+        return result
 
     def _store_transition(
         self,
@@ -218,25 +241,36 @@ class WorldModelAlgorithm(OffPolicyAlgorithm):
         dones: np.ndarray,
         infos: list[dict[str, Any]],
     ) -> None:
-        self._check_finite(new_obs, reward)
+        self._check_finite("observation", new_obs)
+        self._check_finite("reward", reward)
+        for env_idx, (done, info) in enumerate(zip(dones, infos, strict=True)):
+            if done and info.get("terminal_observation") is not None:
+                self._check_finite("terminal observation", info["terminal_observation"], env_idx)
         super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)
         self._episode_starts = np.asarray(dones, dtype=bool).copy()
         if self.num_timesteps >= self.learning_starts:
             self._learning_episodes += int(np.sum(dones))
 
-    def _check_finite(self, new_obs: np.ndarray | dict[str, np.ndarray], reward: np.ndarray) -> None:
-        """Refuse non-finite observations or rewards before they reach the replay buffer (and from there the weights)."""
-        parts = new_obs.items() if isinstance(new_obs, dict) else [("", new_obs)]
-        for name, values in [*parts, ("reward", reward)]:
-            values = np.asarray(values)
-            if np.issubdtype(values.dtype, np.floating) and not np.isfinite(values).all():
-                bad = np.flatnonzero(~np.isfinite(values.reshape(values.shape[0], -1)).all(axis=1))
-                what = "reward" if name == "reward" else f"observation{f' key {name!r}' if name else ''}"
-                raise ValueError(
-                    f"Non-finite {what} from env index {bad.tolist()} at step {self.num_timesteps}: NaN or inf would "
-                    "corrupt the replay buffer and the networks. Fix the environment, or wrap it (e.g. in SB3's "
-                    "VecCheckNan to find the source)."
-                )
+    def _check_finite(self, what: str, values: Any, env_idx: int | None = None) -> None:
+        """Refuse non-finite observations or rewards before they reach the replay buffer (and from there the weights).
+
+        :param what: What ``values`` are, for the message (``"observation"``, ``"reward"``, ...).
+        :param values: A batch over the envs (an array or a dict of arrays), or one env's value when ``env_idx`` is given.
+        """
+        parts = values.items() if isinstance(values, dict) else [("", values)]
+        for key, part in parts:
+            part = np.asarray(part)
+            if not np.issubdtype(part.dtype, np.floating) or np.isfinite(part).all():
+                continue
+            if env_idx is None:
+                bad = np.flatnonzero(~np.isfinite(part.reshape(part.shape[0], -1)).all(axis=1)).tolist()
+            else:
+                bad = [env_idx]
+            raise ValueError(
+                f"Non-finite {what}{f' key {key!r}' if key else ''} from env index {bad} at step {self.num_timesteps}: "
+                "NaN or inf would corrupt the replay buffer and the networks. Fix the environment, or wrap it (e.g. in "
+                "SB3's VecCheckNan to find the source)."
+            )
 
     def _clip_and_step(self, optimizer: th.optim.Optimizer, loss: th.Tensor, max_grad_norm: float) -> th.Tensor:
         """Backward, clip the gradient norm of the optimizer's parameters, step; returns the norm before clipping.
@@ -321,7 +355,33 @@ class WorldModelAlgorithm(OffPolicyAlgorithm):
     def load(cls, path, env=None, device="auto", custom_objects=None, print_system_info=False, force_reset=True, **kwargs):
         if not (custom_objects and "policy_class" in custom_objects):  # a replaced policy class is never unpickled
             cls._check_checkpoint_algorithm(path)
-        return super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
+        try:
+            return super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
+        except Exception as error:
+            cls._check_checkpoint_tensors(path, error)
+            raise
+
+    @staticmethod
+    def _check_checkpoint_tensors(path: str | pathlib.Path | io.BufferedIOBase, error: Exception) -> None:
+        """After a failed load: raise a ``ValueError`` saying which ``.pth`` file of the checkpoint is damaged, if one is
+        (PyTorch's own message would suggest ``weights_only=False``, which cannot repair a damaged file)."""
+        if not isinstance(path, (str, pathlib.Path)):
+            return
+        path = pathlib.Path(path)
+        path = path if path.exists() else _target_path(path, "zip")
+        try:
+            with zipfile.ZipFile(path) as archive:
+                for name in archive.namelist():
+                    if name.endswith(".pth"):
+                        try:
+                            th.load(io.BytesIO(archive.read(name)), map_location="cpu", weights_only=True)
+                        except Exception as damage:  # noqa: BLE001 - any failure to read it means the file is damaged
+                            raise ValueError(
+                                f"{path}: {name} inside the checkpoint is damaged and cannot be read ({damage!r:.200}). "
+                                "Load another copy of the checkpoint."
+                            ) from error
+        except (OSError, zipfile.BadZipFile):
+            return
 
     def save(
         self,
@@ -333,6 +393,35 @@ class WorldModelAlgorithm(OffPolicyAlgorithm):
             return super().save(path, exclude, include)
         with _AtomicWrite(_target_path(path, "zip")) as file:
             super().save(file, exclude, include)
+
+    def load_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase, truncate_last_traj: bool = True) -> None:
+        """Load a replay buffer saved with :meth:`save_replay_buffer`, after checking that it fits this model.
+
+        A buffer of another kind (e.g. SB3's ``ReplayBuffer`` of a SAC), of other observation or action spaces or of
+        another number of envs is refused with a ``ValueError`` naming what differs; the model keeps its own buffer.
+        """
+        loaded = load_from_pkl(path, self.verbose)
+        name = type(self).__name__
+        if not isinstance(loaded, SequenceReplayBuffer):
+            raise ValueError(
+                f"{path} holds a {type(loaded).__module__}.{type(loaded).__qualname__}, not a SequenceReplayBuffer: "
+                f"{name} samples sequences and cannot use it. The model keeps its replay buffer."
+            )
+        differences = [
+            f"{what} {theirs} (this model: {ours})"
+            for what, theirs, ours in (
+                ("observation space", loaded.observation_space, self.observation_space),
+                ("action space", loaded.action_space, self.action_space),
+                ("n_envs", loaded.n_envs, self.n_envs),
+            )
+            if theirs != ours
+        ]
+        if differences:
+            raise ValueError(
+                f"{path} was saved for another setting: {'; '.join(differences)}. The model keeps its replay buffer."
+            )
+        self.replay_buffer = loaded
+        self.replay_buffer.device = self.device
 
     def save_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase) -> None:
         if not isinstance(path, (str, pathlib.Path)):

@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch as th
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import Image
+
+
+def _warn_if_episodes_are_short(callback: BaseCallback, needed: int, what: str) -> None:
+    """Warn once when the finished episodes (SB3's ``Monitor`` statistics) are shorter than ``needed`` steps."""
+    lengths = [info["l"] for info in callback.model.ep_info_buffer or []]
+    if lengths and not callback._warned_short and np.mean(lengths) < needed:
+        callback._warned_short = True
+        warnings.warn(
+            f"{type(callback).__name__}: episodes last {np.mean(lengths):.0f} steps on average, fewer than the {needed} "
+            f"that {what} needs; the steps after an episode's end are left out. Lower the horizon to see more of them.",
+            stacklevel=2,
+        )
 
 
 class PredictionErrorCallback(BaseCallback):
@@ -24,14 +38,15 @@ class PredictionErrorCallback(BaseCallback):
         super().__init__(verbose)
         self.log_freq, self.horizon, self.n_sequences = log_freq, horizon, n_sequences
         self.last_errors: dict[str, np.ndarray] = {}
+        self._warned_short = False
 
     def _on_step(self) -> bool:
         if self.n_calls % self.log_freq != 0 or self.model.num_timesteps <= self.model.learning_starts:
             return True
-        try:
-            errors = self.model.prediction_errors(self.n_sequences, self.horizon)
-        except ValueError:  # not enough data yet for sequences of this length
-            return True
+        # Dreamer observes a few context steps before it predicts.
+        needed = self.horizon + getattr(self.model, "prediction_context", 0)
+        _warn_if_episodes_are_short(self, needed, f"a horizon of {self.horizon}")
+        errors = self.model.prediction_errors(self.n_sequences, self.horizon)
         self.last_errors = {name: values.cpu().numpy() for name, values in errors.items()}
         for name, values in self.last_errors.items():
             for k, value in enumerate(values, start=1):
@@ -66,6 +81,14 @@ class OpenLoopVideoCallback(BaseCallback):
         self.log_freq, self.context, self.horizon, self.n_sequences = log_freq, context, horizon, n_sequences
         self.image_key = image_key or ""
         self.last_image: np.ndarray | None = None
+        self._warned_short = False
+
+    def _init_callback(self) -> None:
+        if not hasattr(self.model, "open_loop_prediction"):
+            raise TypeError(
+                f"OpenLoopVideoCallback shows a decoder's predicted frames; {type(self.model).__name__} has no decoder "
+                "(its world model predicts codes, not images). Use PredictionErrorCallback for its prediction errors."
+            )
 
     def make_image(self) -> np.ndarray:
         """The figure as a ``(3, H, W)`` uint8 array (channels first, as SB3's ``Image`` with ``"CHW"``)."""
@@ -81,10 +104,8 @@ class OpenLoopVideoCallback(BaseCallback):
     def _on_step(self) -> bool:
         if self.n_calls % self.log_freq != 0 or self.model.num_timesteps <= self.model.learning_starts:
             return True
-        try:
-            self.last_image = self.make_image()
-        except ValueError:
-            return True
+        _warn_if_episodes_are_short(self, self.context + self.horizon, f"context {self.context} + horizon {self.horizon}")
+        self.last_image = self.make_image()
         self.logger.record(
             "world_model/open_loop_prediction", Image(self.last_image, "CHW"), exclude=("stdout", "log", "json", "csv")
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.preprocessing import is_image_space
 
@@ -30,8 +31,18 @@ def check_vector_observation_space(observation_space: spaces.Space, algo: str) -
         name = f"observation '{key}'" if key else "observation space"
         if not isinstance(space, spaces.Box):
             raise ValueError(f"{algo} supports {supported}; the {name} is {space}.")
+        check_not_empty(space, name, algo, top_level=not key)
         if is_image_space(space, check_channels=False) or len(space.shape) > 2:
             raise ValueError(f"{algo} supports {supported}; the {name} {space} looks like an image, which it cannot encode.")
+
+
+def check_not_empty(space: spaces.Box, name: str, algo: str, top_level: bool) -> None:
+    """Raise a ``ValueError`` for a Box without values, or a 0-d Box as the whole observation (inside a Dict a 0-d Box
+    is one feature, as dm_control walker's ``height``)."""
+    if int(np.prod(space.shape)) == 0:
+        raise ValueError(f"{algo}: the {name} {space} holds no values.")
+    if top_level and space.shape == ():
+        raise ValueError(f"{algo}: the {name} {space} is 0-d; give it shape (1,) (e.g. with a reshaping wrapper).")
 
 
 def as_contiguous(observation: Any) -> Any:
@@ -51,3 +62,25 @@ def to_env_actions(action_space: spaces.Space, actions: np.ndarray, vectorized: 
     if isinstance(action_space, spaces.Box):
         actions = np.clip(unscale(actions.reshape((-1, *action_space.shape))), action_space.low, action_space.high)
     return actions if vectorized else actions.squeeze(axis=0)
+
+
+def check_predict_inputs(
+    observation: th.Tensor | dict[str, th.Tensor], state: tuple[np.ndarray, ...] | None, episode_start: np.ndarray | None
+) -> None:
+    """Refuse what ``predict()`` cannot act on, with a message naming it: a non-finite observation, a recurrent
+    ``state`` or ``episode_start`` whose batch does not match the observations' (``observation`` as batched tensors)."""
+    parts = observation.items() if isinstance(observation, dict) else [("", observation)]
+    for key, part in parts:
+        if part.is_floating_point() and not bool(th.isfinite(part).all()):
+            name = f"observation key {key!r}" if key else "observation"
+            raise ValueError(f"predict() got a non-finite {name} (NaN or inf): no action can be planned from it.")
+    n_obs = next(iter(parts))[1].shape[0]
+    if state is not None:
+        sizes = [np.shape(part)[0] if np.ndim(part) else None for part in state]
+        if any(size != n_obs for size in sizes):
+            raise ValueError(
+                f"predict() got a state for {sizes} envs and {n_obs} observations: pass back the state returned for the "
+                "same batch of observations, or None to start from scratch."
+            )
+    if episode_start is not None and np.size(episode_start) != n_obs:
+        raise ValueError(f"predict() got {np.size(episode_start)} episode_start flags for {n_obs} observations.")

@@ -13,7 +13,7 @@ from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 
-from sb3_worldmodels.common.base import WorldModelAlgorithm
+from sb3_worldmodels.common.base import WorldModelAlgorithm, check_at_least
 from sb3_worldmodels.common.buffers import SequenceReplayBuffer, SequenceSamples
 from sb3_worldmodels.common.optim import polyak_update
 from sb3_worldmodels.common.returns import n_step_targets
@@ -292,7 +292,19 @@ class DCMPC(WorldModelAlgorithm):
         check_box_action_space(action_space, cls.__name__)
         check_vector_observation_space(observation_space, cls.__name__)
 
+    def _get_policy_from_name(self, policy_name: str) -> type[BasePolicy]:
+        if policy_name == "CnnPolicy":
+            raise ValueError(
+                "DC-MPC takes vector observations (a Box, or a Dict of them with MultiInputPolicy), as in its paper; "
+                'it has no CnnPolicy. For images use Dreamer("CnnPolicy", ...).'
+            )
+        return super()._get_policy_from_name(policy_name)
+
     def _setup_model(self) -> None:
+        check_at_least(
+            "DCMPC", 1, horizon=self.horizon, n_steps=self.n_steps, plan_horizon=self.plan_horizon,
+            mppi_iterations=self.mppi_iterations, n_critics=self.n_critics, policy_delay=self.policy_delay,
+        )  # fmt: skip
         if self.n_target_critics > self.n_critics:
             raise ValueError(f"n_target_critics ({self.n_target_critics}) must not exceed n_critics ({self.n_critics})")
         self.policy_kwargs = dict(self.policy_kwargs)

@@ -25,6 +25,8 @@ class FSQ(nn.Module):
 
     def __init__(self, levels: Sequence[int] = (5, 3), eps: float = 1e-3):
         super().__init__()
+        if len(levels) == 0 or any(int(level) < 2 for level in levels):
+            raise ValueError(f"fsq_levels must be one or more levels of at least 2 each (one per channel), got {levels}.")
         levels_t = th.tensor(list(levels), dtype=th.long)
         self.num_channels = len(levels)
         self.codebook_size = int(th.prod(levels_t).item())

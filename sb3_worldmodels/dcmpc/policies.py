@@ -17,7 +17,7 @@ from torch import nn
 from sb3_worldmodels.common.networks import LOG2E, EnsembleMLP, Mish, linear, mlp
 from sb3_worldmodels.common.optim import make_optimizer
 from sb3_worldmodels.common.precision import autocast, no_autocast
-from sb3_worldmodels.common.spaces import as_contiguous, to_env_actions
+from sb3_worldmodels.common.spaces import as_contiguous, check_predict_inputs, to_env_actions
 from sb3_worldmodels.dcmpc.fsq import FSQ
 from sb3_worldmodels.dcmpc.planner import MPPIPlanner, PlanResult, draws_noise
 
@@ -376,6 +376,7 @@ class DCMPCPolicy(BasePolicy):
         """
         self.set_training_mode(False)
         obs_tensor, vectorized_env = self.obs_to_tensor(as_contiguous(observation))
+        check_predict_inputs(obs_tensor, state, episode_start)
         previous_mean = None if state is None else th.as_tensor(state[0], device=self.device)
         starts = None if episode_start is None else th.as_tensor(np.asarray(episode_start, dtype=bool), device=self.device)
         # As with SB3's TD3, exploration noise is added while learning (DCMPC._sample_action), not here.

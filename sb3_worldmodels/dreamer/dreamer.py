@@ -12,10 +12,10 @@ from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 
-from sb3_worldmodels.common.base import WorldModelAlgorithm
+from sb3_worldmodels.common.base import WorldModelAlgorithm, check_at_least
 from sb3_worldmodels.common.buffers import SequenceReplayBuffer, SequenceSamples
 from sb3_worldmodels.common.returns import lambda_return
-from sb3_worldmodels.common.spaces import check_box_action_space
+from sb3_worldmodels.common.spaces import check_box_action_space, check_not_empty
 from sb3_worldmodels.dreamer.policies import CnnPolicy, DreamerPolicy, MlpPolicy, MultiInputPolicy, is_image, observation_parts
 from sb3_worldmodels.dreamer.rssm import RSSMState, gaussian_kl
 
@@ -185,6 +185,7 @@ class Dreamer(WorldModelAlgorithm):
             name = f"observation '{key}'" if key else "observation space"
             if not isinstance(space, spaces.Box):
                 raise ValueError(f"Dreamer supports observations that are {supported}; the {name} is {space}.")
+            check_not_empty(space, name, cls.__name__, top_level=not key)
             if is_image(space):
                 if sorted(space.shape)[1:] != [64, 64]:
                     raise ValueError(f"Dreamer's CNN takes 64x64 images; the {name} is {space.shape}. Resize the images.")
@@ -192,6 +193,9 @@ class Dreamer(WorldModelAlgorithm):
                 raise ValueError(f"Dreamer supports observations that are {supported}; the {name} has shape {space.shape}.")
 
     def _setup_model(self) -> None:
+        check_at_least("Dreamer", 1, imagination_horizon=self.imagination_horizon)
+        # batch_length counts observations: two make the shortest sequence, one transition.
+        check_at_least("Dreamer", 2, batch_length=self.batch_length)
         self.policy_kwargs = dict(self.policy_kwargs)
         self.policy_kwargs.update(actor_learning_rate=self.actor_learning_rate, value_learning_rate=self.value_learning_rate)
         super()._setup_model()
@@ -421,8 +425,12 @@ class Dreamer(WorldModelAlgorithm):
         }
         return truth, prediction, rewards
 
-    def prediction_errors(self, n_sequences: int, horizon: int, context: int = 5) -> dict[str, th.Tensor]:
+    #: Observations :meth:`prediction_errors` filters before it predicts.
+    prediction_context: ClassVar[int] = 5
+
+    def prediction_errors(self, n_sequences: int, horizon: int, context: int | None = None) -> dict[str, th.Tensor]:
         """Open-loop prediction error against the horizon: ``observation_mse`` and ``reward_mse``, each ``(horizon,)``."""
+        context = self.prediction_context if context is None else context
         truth, prediction, rewards = self.open_loop_prediction(n_sequences, context, horizon)
         mask = rewards["mask"]
         count = mask.sum(dim=0).clamp(min=1)

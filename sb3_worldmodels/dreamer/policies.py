@@ -18,7 +18,7 @@ from torch import nn
 from sb3_worldmodels.common.networks import Conv2d, ConvTranspose2d, Linear, linear, mlp
 from sb3_worldmodels.common.optim import make_optimizer
 from sb3_worldmodels.common.precision import autocast
-from sb3_worldmodels.common.spaces import as_contiguous, to_env_actions
+from sb3_worldmodels.common.spaces import as_contiguous, check_predict_inputs, to_env_actions
 from sb3_worldmodels.dreamer.rssm import RSSM, RSSMState
 
 IMAGE_SIZE = 64
@@ -413,6 +413,7 @@ class DreamerPolicy(BasePolicy):
         call, as with SB3's recurrent policies; ``None`` or ``episode_start`` starts from the zero state."""
         self.set_training_mode(False)
         obs_tensor, vectorized_env = self.obs_to_tensor(as_contiguous(observation))
+        check_predict_inputs(obs_tensor, state, episode_start)
         action, new_state = self.step(obs_tensor, state, episode_start, deterministic)
         actions = (action.argmax(dim=-1) if self.actor.discrete else action).cpu().numpy()
         return to_env_actions(self.action_space, actions, vectorized_env, self.unscale_action), new_state
