@@ -7,6 +7,7 @@ import zipfile
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch as th
 from conftest import TINY_DCMPC, TINY_DREAMER, ToyEnv
 from gymnasium import spaces
 from stable_baselines3 import SAC
@@ -198,3 +199,44 @@ def test_prediction_callback_warns_once_when_episodes_are_shorter_than_its_horiz
         model.learn(60, callback=callback)
     assert sum("PredictionErrorCallback" in str(w.message) for w in record) == 1
     assert callback.last_errors  # and it still measures
+
+
+# ------------------------------------------------------------------------- what SAC takes, ours too
+class _ShapedActions(ToyEnv):
+    def step(self, action):
+        assert np.shape(action) == self.action_space.shape, np.shape(action)
+        return self.observation_space.sample(), float(np.sum(action)), False, False, {}
+
+
+@pytest.mark.parametrize("algo, tiny", ALGOS)
+def test_multi_dimensional_box_actions_as_sac_takes_them(algo, tiny):
+    env = _ShapedActions(BOX, spaces.Box(-1, 1, (2, 2), np.float32))
+    model = make(algo, tiny, env=env)
+    model.learn(tiny["learning_starts"] + 20)
+    assert model._n_updates > 0
+    assert model.predict(BOX.sample(), deterministic=True)[0].shape == (2, 2)
+    assert model.predict(np.stack([BOX.sample()] * 3), deterministic=True)[0].shape == (3, 2, 2)
+
+
+@pytest.mark.parametrize("algo, tiny", ALGOS)
+@pytest.mark.parametrize(
+    "space",
+    [
+        spaces.Discrete(4),
+        spaces.MultiDiscrete([3, 2]),
+        spaces.MultiBinary(3),
+        spaces.Dict({"d": spaces.Discrete(3), "v": spaces.Box(-1, 1, (2,), np.float32)}),
+    ],
+    ids=["Discrete", "MultiDiscrete", "MultiBinary", "Dict"],
+)
+def test_discrete_observations_are_one_hot_encoded_as_sb3_does(algo, tiny, space):
+    policy = "MultiInputPolicy" if isinstance(space, spaces.Dict) else "MlpPolicy"
+    model = make(algo, tiny, env=ToyEnv(space, ACTION), policy=policy)
+    model.learn(tiny["learning_starts"] + 20)
+    assert model._n_updates > 0 and model.non_finite_updates == 0
+    action, _ = model.predict(space.sample(), deterministic=True)
+    assert action.shape == (1,)
+    # The first layer sees the one-hot encoding: Discrete(4) is 4 inputs, MultiDiscrete([3, 2]) 5, MultiBinary(3) 3.
+    sizes = {"Discrete": 4, "MultiDiscrete": 5, "MultiBinary": 3, "Dict": 5}
+    first = next(m for m in model.policy.modules() if isinstance(m, th.nn.Linear))
+    assert first.in_features == sizes[type(space).__name__] or isinstance(space, spaces.Dict)

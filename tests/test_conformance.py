@@ -382,12 +382,24 @@ def test_dcmpc_takes_sb3_net_arch_activation_and_features_extractor():
         make(DCMPC, TINY_DCMPC, policy_kwargs=dict(TINY_DCMPC["policy_kwargs"], net_arch=dict(pi=[8], qf=[8])))
 
 
-def test_dreamer_names_its_own_options_for_sb3_net_arch_and_features_extractor():
-    from stable_baselines3.common.torch_layers import FlattenExtractor
+def test_dreamer_takes_sb3_net_arch_as_a_list_or_a_dict_of_its_mlps():
+    def hidden(module):
+        return [m.out_features for m in module.modules() if isinstance(m, th.nn.Linear)][:-1]
+
+    policy = make(Dreamer, TINY_DREAMER, policy_kwargs={**TINY_DREAMER["policy_kwargs"], "net_arch": [24, 24]}).policy
+    assert hidden(policy.reward) == hidden(policy.value) == [24, 24]
+    assert policy.arch["actor_net_arch"] == policy.arch["mlp_net_arch"] == [24, 24]
+    sized = {"actor": [12], "value": [20, 20]}
+    policy = make(Dreamer, TINY_DREAMER, policy_kwargs={**TINY_DREAMER["policy_kwargs"], "net_arch": sized}).policy
+    assert hidden(policy.value) == [20, 20] and policy.arch["actor_net_arch"] == [12]
+    assert policy.arch["reward_net_arch"] == TINY_DREAMER["policy_kwargs"]["reward_net_arch"]
+    with pytest.raises(ValueError, match="names its MLPs .*; got pi"):
+        make(Dreamer, TINY_DREAMER, policy_kwargs={**TINY_DREAMER["policy_kwargs"], "net_arch": {"pi": [8]}})
+
+
+def test_dreamer_names_its_own_options_for_sb3_features_extractor():
 
     for key, value, hint in [
-        ("net_arch", [32, 32], "actor_net_arch"),
-        ("features_extractor_class", FlattenExtractor, "cnn_depth"),
         ("features_extractor_kwargs", {}, "embed_dim"),
     ]:
         with pytest.raises(ValueError, match=rf"does not take policy_kwargs\['{key}'\]: .*{hint}"):

@@ -36,7 +36,6 @@ ACTION = spaces.Box(-1, 1, (1,), np.float32)
         (VECTOR, spaces.MultiDiscrete([2, 2]), "Box action"),
         (VECTOR, spaces.Box(-np.inf, np.inf, (1,)), "finite bounds"),
         (spaces.Box(0, 255, (64, 64, 3), np.uint8), ACTION, "looks like an image"),
-        (spaces.Discrete(4), ACTION, "Box of vector observations"),
         (spaces.Tuple([VECTOR, VECTOR]), ACTION, "Box of vector observations"),
         (spaces.Dict({"image": spaces.Box(0, 255, (3, 32, 32), np.uint8)}), ACTION, "looks like an image"),
     ],

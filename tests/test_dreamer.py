@@ -226,7 +226,6 @@ def test_channels_last_cnns_match_plain_nchw_convolutions(monkeypatch):
         (spaces.Box(-1, 1, (3,)), spaces.MultiDiscrete([2, 2]), "Box and Discrete action"),
         (spaces.Box(0, 255, (32, 32, 3), np.uint8), spaces.Box(-1, 1, (1,)), "64x64"),
         (spaces.Box(-1, 1, (4, 5)), spaces.Box(-1, 1, (1,)), "has shape"),
-        (spaces.Discrete(3), spaces.Box(-1, 1, (1,)), "vector Box"),
         (spaces.Tuple([spaces.Box(-1, 1, (3,))]), spaces.Box(-1, 1, (1,)), "vector Box"),
     ],
 )

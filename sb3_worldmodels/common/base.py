@@ -64,11 +64,6 @@ def check_policy_kwargs(
     for key in kwargs:
         if key in unsupported:
             raise ValueError(f"{algo} does not take policy_kwargs['{key}']: {unsupported[key]}")
-    if isinstance(kwargs.get("net_arch"), dict):
-        raise ValueError(
-            f"{algo} takes net_arch as one list of hidden layer sizes, used by each of its MLP heads; "
-            f"SB3's dict form (pi=..., qf=...) does not apply. Got {kwargs['net_arch']}."
-        )
     options = _policy_options(policy_class)
     unknown = sorted(set(kwargs) - options)
     if unknown:

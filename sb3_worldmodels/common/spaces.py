@@ -23,12 +23,21 @@ def check_box_action_space(action_space: spaces.Space, algo: str) -> None:
         )
 
 
+#: Observation spaces that are one-hot encoded into vectors (as SB3's ``preprocess_obs`` does).
+DISCRETE_OBSERVATIONS = (spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
+
+
 def check_vector_observation_space(observation_space: spaces.Space, algo: str) -> None:
-    """Raise a ``ValueError`` unless observations are vectors: a non-image ``Box`` or a ``Dict`` of them."""
-    supported = "a Box of vector observations, or a Dict of such Boxes (MultiInputPolicy)"
+    """Raise a ``ValueError`` unless observations are vectors: a non-image ``Box``, a ``Discrete``, ``MultiDiscrete`` or
+    ``MultiBinary`` (one-hot encoded, as SB3 does), or a ``Dict`` of them."""
+    supported = (
+        "a Box of vector observations, a Discrete, MultiDiscrete or MultiBinary one, or a Dict of them (MultiInputPolicy)"
+    )
     subspaces = observation_space.spaces if isinstance(observation_space, spaces.Dict) else {"": observation_space}
     for key, space in subspaces.items():
         name = f"observation '{key}'" if key else "observation space"
+        if isinstance(space, DISCRETE_OBSERVATIONS):
+            continue
         if not isinstance(space, spaces.Box):
             raise ValueError(f"{algo} supports {supported}; the {name} is {space}.")
         check_not_empty(space, name, algo, top_level=not key)

@@ -400,7 +400,9 @@ class DCMPC(WorldModelAlgorithm):
                 action = (action + self.exploration_std * th.randn_like(action)).clamp(-1, 1)
             scaled_action = action.cpu().numpy()
         if action_noise is not None:
-            scaled_action = np.clip(scaled_action + action_noise(), -1, 1)
+            scaled_action = np.clip(scaled_action + np.reshape(action_noise(), (1, -1)), -1, 1)
+        # In the action space's own shape (a multi-dimensional Box, as SB3's algorithms take).
+        scaled_action = scaled_action.reshape(n_envs, *self.action_space.shape)
         return self.policy.unscale_action(scaled_action), scaled_action
 
     # ------------------------------------------------------------------ training

@@ -10,6 +10,7 @@ import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.preprocessing import get_flattened_obs_dim
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, FlattenExtractor
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
@@ -94,6 +95,11 @@ class DCMPCPolicy(BasePolicy):
             optimizer_kwargs=optimizer_kwargs,
             squash_output=True,
         )
+        if isinstance(net_arch, dict):
+            raise ValueError(
+                "DCMPC takes net_arch as one list of hidden layer sizes, used by each of its MLP heads (dynamics, reward, "
+                f"critics, actor; the encoder's is encoder_net_arch); SB3's dict form does not apply. Got {net_arch}."
+            )
         self.net_arch = list(net_arch) if net_arch is not None else [512, 512]
         self.encoder_net_arch = list(encoder_net_arch)
         self.activation_fn = activation_fn
@@ -490,7 +496,8 @@ class DictVectorExtractor(BaseFeaturesExtractor):
     """
 
     def __init__(self, observation_space: spaces.Dict):
-        sizes = {key: int(np.prod(space.shape)) for key, space in observation_space.spaces.items()}
+        # Sizes after SB3's preprocessing (discrete observations one-hot encoded).
+        sizes = {key: get_flattened_obs_dim(space) for key, space in observation_space.spaces.items()}
         super().__init__(observation_space, features_dim=sum(sizes.values()))
         self.keys = list(sizes)
 

@@ -15,7 +15,7 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedul
 from sb3_worldmodels.common.base import WorldModelAlgorithm, check_at_least
 from sb3_worldmodels.common.buffers import SequenceReplayBuffer, SequenceSamples
 from sb3_worldmodels.common.returns import lambda_return
-from sb3_worldmodels.common.spaces import check_box_action_space, check_not_empty
+from sb3_worldmodels.common.spaces import DISCRETE_OBSERVATIONS, check_box_action_space, check_not_empty
 from sb3_worldmodels.dreamer.policies import CnnPolicy, DreamerPolicy, MlpPolicy, MultiInputPolicy, is_image, observation_parts
 from sb3_worldmodels.dreamer.rssm import RSSMState, gaussian_kl
 
@@ -89,8 +89,6 @@ class Dreamer(WorldModelAlgorithm):
     }
     policy: DreamerPolicy
     unsupported_policy_kwargs: ClassVar[dict[str, str]] = {
-        "net_arch": "Dreamer has several networks; size them with mlp_net_arch (vector encoders and decoders), "
-        "reward_net_arch, value_net_arch, actor_net_arch and continuation_net_arch.",
         "features_extractor_class": "Dreamer's encoders are part of its world model (the CNN for 64x64 images, an MLP "
         "for vectors) and are trained by reconstruction; size them with cnn_depth, mlp_net_arch and embed_dim.",
         "features_extractor_kwargs": "see features_extractor_class: size the encoders with cnn_depth, mlp_net_arch "
@@ -178,11 +176,16 @@ class Dreamer(WorldModelAlgorithm):
             if not isinstance(action_space, spaces.Box):
                 raise ValueError(f"Dreamer supports Box and Discrete action spaces, got {action_space}.")
             check_box_action_space(action_space, cls.__name__)
-        supported = "a vector Box, a 64x64 image Box (uint8, HWC or CHW), or a Dict of those"
-        if not isinstance(observation_space, (spaces.Box, spaces.Dict)):
+        supported = (
+            "a vector Box, a 64x64 image Box (uint8, HWC or CHW), a Discrete, MultiDiscrete or MultiBinary (one-hot "
+            "encoded), or a Dict of those"
+        )
+        if not isinstance(observation_space, (spaces.Box, spaces.Dict, *DISCRETE_OBSERVATIONS)):
             raise ValueError(f"Dreamer supports observations that are {supported}; got {observation_space}.")
         for key, space in observation_parts(observation_space).items():
             name = f"observation '{key}'" if key else "observation space"
+            if isinstance(space, DISCRETE_OBSERVATIONS):  # one-hot encoded, as SB3 does
+                continue
             if not isinstance(space, spaces.Box):
                 raise ValueError(f"Dreamer supports observations that are {supported}; the {name} is {space}.")
             check_not_empty(space, name, cls.__name__, top_level=not key)
@@ -231,10 +234,12 @@ class Dreamer(WorldModelAlgorithm):
         if self.policy.actor.discrete:
             index = action.argmax(dim=-1).cpu().numpy()
             return index, index
-        scaled_action = action.cpu().numpy()
+        scaled_action = action.cpu().numpy()  # (n_envs, action_dim)
         if action_noise is not None:
-            scaled_action = np.clip(scaled_action + action_noise(), -1, 1)
+            scaled_action = np.clip(scaled_action + np.reshape(action_noise(), (1, -1)), -1, 1)
             self._acting_state = (*self._acting_state[:2], scaled_action.astype(np.float32))
+        # In the action space's own shape (a multi-dimensional Box, as SB3's algorithms take).
+        scaled_action = scaled_action.reshape(n_envs, *self.action_space.shape)
         return self.policy.unscale_action(scaled_action), scaled_action
 
     # ------------------------------------------------------------------ training

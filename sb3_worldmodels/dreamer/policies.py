@@ -11,7 +11,7 @@ import torch as th
 import torch.nn.functional as F
 from gymnasium import spaces
 from stable_baselines3.common.policies import BasePolicy
-from stable_baselines3.common.preprocessing import is_image_space
+from stable_baselines3.common.preprocessing import get_flattened_obs_dim, is_image_space, preprocess_obs
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
@@ -175,6 +175,9 @@ class DreamerPolicy(BasePolicy):
     :param value_net_arch: Hidden layers of the value network (paper: 3 x 400).
     :param actor_net_arch: Hidden layers of the actor (paper: 4 x 400).
     :param continuation_net_arch: Hidden layers of the continuation head (paper: 3 x 400).
+    :param net_arch: SB3's way to size the MLPs, applied on top of the ``*_net_arch`` arguments: a list sizes every
+        MLP (vector encoders and decoders, reward, value, actor, continuation), a dict sizes those it names, with the
+        keys ``mlp``, ``reward``, ``value``, ``actor``, ``continuation``.
     :param use_continuation: Predict episode continuation (for tasks with terminations).
     :param activation_fn: Activation of the MLPs and RSSM (paper: ELU).
     :param init_std: Initial std of the actor (paper: 5).
@@ -205,6 +208,7 @@ class DreamerPolicy(BasePolicy):
         value_net_arch: Sequence[int] = (400, 400, 400),
         actor_net_arch: Sequence[int] = (400, 400, 400, 400),
         continuation_net_arch: Sequence[int] = (400, 400, 400),
+        net_arch: Sequence[int] | dict[str, Sequence[int]] | None = None,
         use_continuation: bool = False,
         activation_fn: type[nn.Module] = nn.ELU,
         init_std: float = 5.0,
@@ -224,6 +228,17 @@ class DreamerPolicy(BasePolicy):
             normalize_images=normalize_images,
             squash_output=isinstance(action_space, spaces.Box),
         )
+        if net_arch is not None:
+            heads = ("mlp", "reward", "value", "actor", "continuation")
+            sizes = dict(net_arch) if isinstance(net_arch, dict) else dict.fromkeys(heads, net_arch)
+            unknown = sorted(set(sizes) - set(heads))
+            if unknown:
+                raise ValueError(f"Dreamer's net_arch dict names its MLPs {', '.join(heads)}; got {', '.join(unknown)}.")
+            mlp_net_arch = sizes.get("mlp", mlp_net_arch)
+            reward_net_arch = sizes.get("reward", reward_net_arch)
+            value_net_arch = sizes.get("value", value_net_arch)
+            actor_net_arch = sizes.get("actor", actor_net_arch)
+            continuation_net_arch = sizes.get("continuation", continuation_net_arch)
         self.arch: dict[str, Any] = dict(
             stoch_dim=stoch_dim,
             deter_dim=deter_dim,
@@ -257,7 +272,7 @@ class DreamerPolicy(BasePolicy):
                 encoders[key] = ConvEncoder(space.shape[0], a["cnn_depth"])
                 embed_dim += encoders[key].output_dim
             else:
-                encoders[key] = mlp(int(np.prod(space.shape)), a["mlp_net_arch"], a["embed_dim"], act, layer_norm=False)
+                encoders[key] = mlp(get_flattened_obs_dim(space), a["mlp_net_arch"], a["embed_dim"], act, layer_norm=False)
                 embed_dim += a["embed_dim"]
         # ModuleDict keys must be non-empty: "obs" stands for a plain Box observation.
         self.encoders = nn.ModuleDict({self._module_key(k): m for k, m in encoders.items()})
@@ -273,7 +288,7 @@ class DreamerPolicy(BasePolicy):
             if key in self.image_keys:
                 decoders[key] = ConvDecoder(feature_dim, space.shape[0], a["cnn_depth"])
             else:
-                decoders[key] = mlp(feature_dim, a["mlp_net_arch"], int(np.prod(space.shape)), act, layer_norm=False)
+                decoders[key] = mlp(feature_dim, a["mlp_net_arch"], get_flattened_obs_dim(space), act, layer_norm=False)
         self.decoders = nn.ModuleDict({self._module_key(k): m for k, m in decoders.items()})
         self.reward = mlp(feature_dim, a["reward_net_arch"], 1, act, layer_norm=False)
         self.continuation = (
@@ -315,8 +330,11 @@ class DreamerPolicy(BasePolicy):
                 value = value.float()
                 out[key] = value / 255.0 - 0.5 if self.normalize_images else value
             else:
-                # A 0-d Box (dm_control walker's height) becomes one feature, as flatten cannot add a dimension.
-                out[key] = value.float().reshape(*value.shape[: value.dim() - len(self.parts[key].shape)], -1)
+                # Flattened to one vector per observation, discrete observations one-hot encoded (SB3's preprocess_obs);
+                # a 0-d Box (dm_control walker's height) becomes one feature.
+                space = self.parts[key]
+                lead = value.shape[: value.dim() - len(space.shape)]
+                out[key] = preprocess_obs(value.reshape(-1, *space.shape), space).float().reshape(*lead, -1)
         return out
 
     def embed(self, obs: dict[str, th.Tensor]) -> th.Tensor:
