@@ -68,7 +68,7 @@ def matmul_rate(dtype: th.dtype, size: int = 1024, repeats: int = 20, device: th
 
     On CUDA, float32 products run in full float32 (PyTorch's default ``float32_matmul_precision("highest")``, no TF32).
     On an x86 CPU two backends are timed and the faster gives the rate: ``a @ b`` (MKL in float32, oneDNN in bf16 and
-    fp16) and oneDNN's linear, which ``networks.linear`` uses for float32 since session 11 (1.0-1.1x MKL's rate at
+    fp16) and oneDNN's linear, which ``networks.linear`` uses for float32 (1.0-1.1x MKL's rate at
     1024^3 on the Zen 4 host), so that the floor is that of the fastest products this machine offers.
     """
     a, b = th.randn(size, size, dtype=dtype, device=device), th.randn(size, size, dtype=dtype, device=device)

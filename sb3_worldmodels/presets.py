@@ -105,7 +105,8 @@ DREAMER_PENDULUM_CPU: dict[str, Any] = dict(
 #:   torque bounds, where its gradient vanishes (entropy estimate about -3.5 instead of -10 to -90).
 #:
 #: After 2500 env steps 4 seeds of 4 are past a random policy: -172 to -967 over 10 episodes on which random actions
-#: score -1240 to -1360 (BENCHMARKS.md, "Session 6"; the CI learning test); the swing-up itself stays seed-dependent.
+#: score -1240 to -1360 (BENCHMARKS.md, "Dreamer vs SAC on Pendulum-v1"; the CI learning test); the swing-up itself
+#: stays seed-dependent.
 #: 10.7 env steps per second on 2 cores, against 14.4 for :data:`DREAMER_PENDULUM_CPU`.
 DREAMER_PENDULUM_SAMPLE_EFFICIENT: dict[str, Any] = {
     **DREAMER_PENDULUM_CPU,
@@ -123,7 +124,7 @@ DREAMER_PENDULUM_SAMPLE_EFFICIENT: dict[str, Any] = {
 #: back with ``benchmarks/preset_throughput.py``), the shipped RL Zoo entry. It needs about four times the env steps
 #: to get as far, and gets there sooner in wall-clock: 4 seeds of 5 clearly past a random policy by 7000-9000 env
 #: steps; at 12,000 (about 4 minutes) -453, -224, -71 and -960 on seeds 1-4, -807 at 10,000 on seed 0 (BENCHMARKS.md,
-#: "Session 6").
+#: "Dreamer vs SAC on Pendulum-v1").
 DREAMER_PENDULUM_FAST: dict[str, Any] = {**DREAMER_PENDULUM_SAMPLE_EFFICIENT, "train_freq": 50}
 
 #: Dreamer from 64x64 pixels (dm_control, action repeat 2) on a 2-core CPU. Differences from the paper's defaults:

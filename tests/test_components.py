@@ -546,7 +546,7 @@ def _available_memory_gib() -> float:
 @pytest.mark.parametrize("trim_threshold", ["never", "2 GiB"])
 def test_keep_freed_memory_keeps_more_than_2_gib_freed_at_the_heap_top(trim_threshold):
     # A Dreamer update at the paper's pixel sizes frees more than 2 GiB at the top of the heap. With the largest
-    # positive trim threshold, 2 GiB (keep_freed_memory's setting before session 14, the "2 GiB" case here), glibc
+    # positive trim threshold, 2 GiB (an earlier keep_freed_memory setting, the "2 GiB" case here), glibc
     # handed it back to the kernel and the next update faulted it in again. In a fresh process: three 768 MiB blocks
     # (each under the 1 GiB mmap threshold, so on the heap) written, freed, written again.
     # The blocks come from malloc itself, not from tensors: PyTorch asks for 64-byte-aligned memory, and glibc 2.36 pads

@@ -20,7 +20,7 @@ RANDOM_POLICY_RETURN = -1200.0
 @pytest.mark.slow
 def test_dcmpc_learns_pendulum():
     # The sample-efficient preset (4 updates per env step) swings up within about 1000-1250 env steps on every seed
-    # measured (BENCHMARKS.md, "DC-MPC vs SAC" and "Session 9"): at 1250 steps its evaluations were -120 to -189 on
+    # measured (BENCHMARKS.md, "DC-MPC vs SAC on Pendulum-v1"): at 1250 steps its evaluations were -120 to -189 on
     # seven runs, far from the threshold. The CPU preset's 2500-step test it replaces sat at the edge of its learning
     # curve (-163 to -571 over three seeds there), so that a change of float rounding alone could fail it.
     model = DCMPC("MlpPolicy", "Pendulum-v1", seed=0, **DCMPC_PENDULUM_SAMPLE_EFFICIENT)
@@ -60,7 +60,8 @@ def test_dreamer_reconstruction_loss_falls_on_pixel_dm_control():
 def test_dreamer_learns_pendulum():
     # The sample-efficient preset: one update per env step, free nats 0 and an entropy term (presets.py says why).
     # On these 10 evaluation episodes uniformly random actions score -1240 to -1360 (three action seeds), zero torque
-    # -1267 and the untrained actor -1320 to -1350. The same procedure on other seeds: BENCHMARKS.md, "Session 6".
+    # -1267 and the untrained actor -1320 to -1350. The same procedure on other seeds: BENCHMARKS.md,
+    # "Dreamer vs SAC on Pendulum-v1".
     model = Dreamer("MlpPolicy", "Pendulum-v1", seed=0, **DREAMER_PENDULUM_SAMPLE_EFFICIENT)
     model.learn(2500)
     eval_env = gym.make("Pendulum-v1")

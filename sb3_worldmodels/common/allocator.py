@@ -12,13 +12,13 @@ process keeps its peak memory until it exits.
 Trimming is turned off completely (a threshold of -1, which glibc reads as the largest size), not merely raised to
 the largest positive value, 2 GiB: a Dreamer update at the paper's pixel sizes can free more than 2 GiB at the top of
 the heap (whether it does depends on what else the heap holds above it), which was then trimmed, and the next update
-faulted in about 2 GB of pages again (BENCHMARKS.md, "Dreamer speed", session 14).
+faulted in about 2 GB of pages again (BENCHMARKS.md, "Per-call times at the paper's sizes").
 
 What it cannot change: PyTorch asks for 64-byte-aligned memory (``posix_memalign``), and glibc 2.36 (this machine's)
 serves such a request by asking for the size plus the alignment plus a minimum chunk. A freed block of exactly one
 tensor's size is then too small for the next tensor of that size unless it has merged with freed neighbours, and the
 heap grows instead, onto new pages: one source of the page faults that remain with this setting (BENCHMARKS.md,
-"Dreamer speed", session 15).
+"Per-call times at the paper's sizes").
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def keep_freed_memory() -> bool:
     """Set glibc's malloc to keep freed memory for reuse (Linux with glibc only; elsewhere nothing happens).
 
     Process-wide and not undoable; call it once, before training. ``sb3_worldmodels.train`` (the RL Zoo entry point),
-    the examples and the speed benchmarks call it. Measured effect: BENCHMARKS.md, "Session 7".
+    the examples and the speed benchmarks call it. Measured effect: BENCHMARKS.md, "Per-call times at the paper's sizes".
 
     :return: Whether the setting is in effect.
     """

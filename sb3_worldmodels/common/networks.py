@@ -10,7 +10,8 @@ import torch as th
 import torch.nn.functional as F
 from torch import nn
 
-#: ``log2(e)``: ``exp(x)`` is computed as ``exp2(x * log2(e))``, 2.5x faster on CPU (BENCHMARKS.md, session 11).
+#: ``log2(e)``: ``exp(x)`` is computed as ``exp2(x * log2(e))``, 2.5x faster on CPU
+#: (BENCHMARKS.md, "Per-call times at the paper's sizes").
 LOG2E = math.log2(math.e)
 
 
@@ -58,7 +59,8 @@ class Mish(nn.Module):
 #: Route float32 linear layers on x86 CPUs through oneDNN (:func:`linear`); ``False`` gives ``F.linear`` everywhere.
 ONEDNN_LINEAR = platform.machine().lower() in ("x86_64", "amd64") and th.backends.mkldnn.is_available()
 #: Smallest product (multiply-adds, ``batch * in * out``) sent to oneDNN. Each oneDNN call costs about 15 us more than
-#: MKL's; the two break even near 8-16 million (BENCHMARKS.md, session 11), and the CPU presets' layers are smaller.
+#: MKL's; the two break even near 8-16 million (BENCHMARKS.md, "Per-call times at the paper's sizes"), and the CPU presets'
+#: layers are smaller.
 ONEDNN_MIN_MACS = 2**24
 
 
@@ -181,8 +183,8 @@ def _sub_pixel_convolution(x: th.Tensor, weight: th.Tensor, bias: th.Tensor | No
     convolution whose output channel ``(o, a, b)`` is output channel ``o`` at phase ``(a, b)``; the interleave is one
     copy, into the standard layout. oneDNN's transposed convolution with Dreamer's 3 image channels (32 to 3, kernel 6,
     30x30 to 64x64) ran at about 34 GFLOP/s; this way the forward pass took 246 against 507 ms for 2500 images (2
-    threads; BENCHMARKS.md, "Dreamer speed", session 13). With more output channels the transposed convolution is the
-    faster one (session 12), hence ``SUB_PIXEL_MAX_CHANNELS``.
+    threads; BENCHMARKS.md, "Per-call times at the paper's sizes"). With more output channels the transposed convolution is the
+    faster one, hence ``SUB_PIXEL_MAX_CHANNELS``.
     """
     (sh, sw), (cin, cout, kh, kw) = stride, weight.shape
     taps_h, taps_w = kh // sh, kw // sw
@@ -257,7 +259,7 @@ class Conv2d(nn.Conv2d):
     PyTorch's CPU convolutions (oneDNN) compute the bias gradient inside their backward pass, which made it slow: for
     Dreamer's transposed convolutions, 64 to 32 channels at 13x13 to 30x30 on 500 images, the backward pass took 191
     ms with the bias gradient and 62 + 71 ms for the input and weight gradients without it, where the bias gradient
-    alone, a sum over the batch and pixels, takes 2 ms (BENCHMARKS.md, "Dreamer speed", session 13). Here the bias
+    alone, a sum over the batch and pixels, takes 2 ms (BENCHMARKS.md, "Per-call times at the paper's sizes"). Here the bias
     gradient is that sum; the values and the other gradients are PyTorch's own (:class:`_ConvolutionFunction`).
     """
 

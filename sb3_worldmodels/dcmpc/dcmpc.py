@@ -51,8 +51,8 @@ def gumbel_noise(shape: tuple[int, ...], device: th.device | str, buffer: th.Ten
     (15.7 million values) took that way. Here each 64-bit random integer gives two uniforms: 23 random bits of each
     32-bit half become the mantissa of a float in [1, 2), and ``U`` is that float minus 1, so integer masks replace
     the conversion (``U`` takes 2**23 equally spaced values in [0, 1), against 2**24 for float32 ``torch.rand``; the
-    largest noise is 15.9 instead of 16.6). BENCHMARKS.md, "Session 9", has the timings. ``Tensor.exponential_``
-    (``-log(Exp(1))``) is slower still.
+    largest noise is 15.9 instead of 16.6). BENCHMARKS.md, "Per-call times at the paper's sizes", has the timings.
+    ``Tensor.exponential_`` (``-log(Exp(1))``) is slower still.
 
     :param buffer: CPU only: an int64 tensor of at least ``ceil(numel / 2)`` elements whose memory holds the result
         (a float32 view of it), so that repeated calls write to memory the process already has.

@@ -183,7 +183,8 @@ class DCMPCPolicy(BasePolicy):
         in every checkpoint), which gives logits ``(batch, latent_dim, K)``. The softmax, maximum and expectation
         over only K = 15 codes along the innermost dimension are slow on CPU; with the rows reordered to
         ``k * latent_dim + s`` the logits come out as ``(batch, K, latent_dim)`` and the same reductions run over
-        contiguous rows of ``latent_dim`` values (2-6x faster at the paper's sizes; BENCHMARKS.md, session 7).
+        contiguous rows of ``latent_dim`` values (2-6x faster at the paper's sizes; BENCHMARKS.md,
+        "Per-call times at the paper's sizes").
         The reordering is a copy (gradients flow back to the stored layer): compute it once per update or
         planning call and pass it to :meth:`dynamics_logits`.
         """
@@ -225,7 +226,8 @@ class DCMPCPolicy(BasePolicy):
         One ``exp2(logits2 - max)`` in place, then a single small product with ``[codebook, 1]`` gives the weighted sums
         and the normaliser together: 6.2-6.4 ms against 7.4-7.8 ms per dynamics step at the paper's sizes. PyTorch's CPU
         ``exp2`` is 2.5x faster than its ``exp`` (0.6 against 1.6 ms for one step's 3.75 million logits, BENCHMARKS.md,
-        session 11); the head's weights carry the factor ``log2(e)``, so it costs no extra pass over the logits.
+        "Per-call times at the paper's sizes"); the head's weights carry the factor ``log2(e)``, so it costs no extra
+        pass over the logits.
         """
         codebook = self.quantizer.codebook.to(logits2.dtype)
         weights = th.cat([codebook, th.ones_like(codebook[:, :1])], dim=1)  # (codebook_size, channels + 1)

@@ -77,7 +77,7 @@ class ConvDecoder(nn.Module):
     def forward(self, feature: th.Tensor) -> th.Tensor:
         # The first transposed convolution sees a 1x1 input, so it is a matrix product: pixel (i, j) of output channel
         # o is sum_c x_c W[c, o, i, j] + b_o. oneDNN ran it 4-5x slower than this product, forward and backward, at the
-        # paper's sizes (BENCHMARKS.md, "Dreamer speed", session 9). Its channels-last weight, (in, kh, kw, out) in
+        # paper's sizes (BENCHMARKS.md, "Per-call times at the paper's sizes"). Its channels-last weight, (in, kh, kw, out) in
         # memory, is the product's (in, kh * kw * out) matrix as it is, and the product viewed as (batch, kh, kw, out)
         # is the channels-last output. The module and its parameters are unchanged, and so are checkpoints.
         first = self.net[0]
