@@ -410,3 +410,26 @@ def test_pendulum_presets_differ_from_the_cpu_preset_only_where_documented(name,
     model = Dreamer("MlpPolicy", "Pendulum-v1", seed=0, **{**preset, **small})
     model.learn(200)
     assert model._n_updates == (200 - 100) // preset["train_freq"] * preset["gradient_steps"]
+
+
+@pytest.mark.parametrize("n_envs", [1, 2])
+def test_the_paper_schedule_counts_env_frames(n_envs):
+    # 5000 prefill frames and one training call every 1000 frames: at action repeat 2, 2500 agent steps of prefill and a
+    # call every 500 agent steps, every 250 steps of a vec env of 2.
+    from stable_baselines3.common.env_util import make_vec_env
+
+    from sb3_worldmodels.common.wrappers import ActionRepeat
+
+    env = make_vec_env("Pendulum-v1", n_envs=n_envs, wrapper_class=ActionRepeat, wrapper_kwargs=dict(repeat=2))
+    model = Dreamer("MlpPolicy", env, buffer_size=1000, policy_kwargs=TINY_DREAMER["policy_kwargs"])
+    assert model.learning_starts == 2500 and model.train_freq.frequency == 500 // n_envs and model.gradient_steps == 100
+    plain = Dreamer("MlpPolicy", "Pendulum-v1", buffer_size=1000, policy_kwargs=TINY_DREAMER["policy_kwargs"])
+    assert plain.learning_starts == 5000 and plain.train_freq.frequency == 1000
+    explicit = Dreamer("MlpPolicy", env, learning_starts=7, train_freq=3, policy_kwargs=TINY_DREAMER["policy_kwargs"])
+    assert explicit.learning_starts == 7 and explicit.train_freq.frequency == 3  # SB3 semantics when given
+
+
+def test_the_registered_pixel_ids_get_the_paper_schedule_in_frames():
+    model = Dreamer("CnnPolicy", "sb3_worldmodels/dmc-cartpole-swingup-pixels-v0", buffer_size=100,
+                    policy_kwargs=TINY_DREAMER["policy_kwargs"])  # fmt: skip
+    assert model.learning_starts == 2500 and model.train_freq.frequency == 500

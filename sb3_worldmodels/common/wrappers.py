@@ -77,6 +77,25 @@ def make_state_dm_control(env_id: str = "dm_control/cartpole-swingup-v0", action
     return DMCStateObservation(env)
 
 
+def action_repeat_of(env: Any) -> int:
+    """The action repeat of ``env`` (a Gymnasium env or an SB3 ``VecEnv``): the ``repeat`` of its :class:`ActionRepeat`
+    wrapper, 1 without one."""
+    if env is None:
+        return 1
+    if hasattr(env, "env_is_wrapped"):  # a VecEnv
+        if not all(env.env_is_wrapped(ActionRepeat)):
+            return 1
+        repeats = set(env.get_attr("repeat"))
+        if len(repeats) != 1:
+            raise ValueError(f"The envs repeat their actions a different number of times: {sorted(repeats)}.")
+        return int(repeats.pop())
+    while isinstance(env, gym.Wrapper):
+        if isinstance(env, ActionRepeat):
+            return env.repeat
+        env = env.env
+    return 1
+
+
 def make_pixel_dm_control(
     env_id: str = "dm_control/cartpole-swingup-v0",
     size: int = 64,

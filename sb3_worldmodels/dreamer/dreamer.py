@@ -16,10 +16,17 @@ from sb3_worldmodels.common.base import WorldModelAlgorithm, check_at_least
 from sb3_worldmodels.common.buffers import SequenceReplayBuffer, SequenceSamples
 from sb3_worldmodels.common.returns import lambda_return
 from sb3_worldmodels.common.spaces import DISCRETE_OBSERVATIONS, check_box_action_space, check_not_empty
+from sb3_worldmodels.common.wrappers import action_repeat_of
 from sb3_worldmodels.dreamer.policies import CnnPolicy, DreamerPolicy, MlpPolicy, MultiInputPolicy, is_image, observation_parts
 from sb3_worldmodels.dreamer.rssm import RSSMState, gaussian_kl
 
 SelfDreamer = TypeVar("SelfDreamer", bound="Dreamer")
+
+
+#: Dreamer's schedule in env frames (the official code's prefill and train_every): 5000 random frames first, then
+#: ``gradient_steps`` updates every 1000 frames.
+PAPER_PREFILL_FRAMES = 5000
+PAPER_TRAIN_EVERY_FRAMES = 1000
 
 
 def observed_mask(data: SequenceSamples) -> th.Tensor:
@@ -50,12 +57,16 @@ class Dreamer(WorldModelAlgorithm):
     :param actor_learning_rate: Actor learning rate (paper: 8e-5).
     :param value_learning_rate: Value learning rate (paper: 8e-5).
     :param buffer_size: Replay buffer size.
-    :param learning_starts: Random steps before learning (paper: 5000 prefill steps).
+    :param learning_starts: Random steps before learning. ``None`` (default): the paper's prefill of 5000 env frames,
+        ``5000 // action_repeat`` steps (the env's :class:`~sb3_worldmodels.common.wrappers.ActionRepeat`, 1 without).
     :param batch_size: Sequences per update (paper: 50).
     :param batch_length: Observations per sequence (paper: 50).
     :param gamma: Discount of imagined rewards (paper: 0.99).
     :param lambda_: Lambda of the lambda-returns (paper: 0.95).
-    :param train_freq: Train every ``train_freq`` env steps (paper: 1000).
+    :param train_freq: Train every ``train_freq`` steps of the vec env (SB3 semantics). ``None`` (default): the paper's
+        once every 1000 env frames, ``1000 // (action_repeat * n_envs)``. The paper counts env frames: for an env that
+        repeats each action k times by other means, with n envs, pass ``learning_starts=5000 // k`` and
+        ``train_freq=1000 // (k * n)``.
     :param gradient_steps: Updates per training call (paper: 100).
     :param imagination_horizon: Length of imagined rollouts (paper: 15).
     :param imagination_starts: Number of posterior states, drawn at random without replacement from the batch, that
@@ -103,12 +114,12 @@ class Dreamer(WorldModelAlgorithm):
         actor_learning_rate: float = 8e-5,
         value_learning_rate: float = 8e-5,
         buffer_size: int = 1_000_000,
-        learning_starts: int = 5000,
+        learning_starts: int | None = None,
         batch_size: int = 50,
         batch_length: int = 50,
         gamma: float = 0.99,
         lambda_: float = 0.95,
-        train_freq: int | tuple[int, str] = 1000,
+        train_freq: int | tuple[int, str] | None = None,
         gradient_steps: int = 100,
         imagination_horizon: int = 15,
         imagination_starts: int | None = None,
@@ -135,11 +146,11 @@ class Dreamer(WorldModelAlgorithm):
             env,
             learning_rate,
             buffer_size,
-            learning_starts,
+            PAPER_PREFILL_FRAMES if learning_starts is None else learning_starts,
             batch_size,
             0.0,  # tau: Dreamer has no target networks
             gamma,
-            train_freq,
+            PAPER_TRAIN_EVERY_FRAMES if train_freq is None else train_freq,
             gradient_steps,
             action_noise=action_noise,
             mixed_precision=mixed_precision,
@@ -152,6 +163,12 @@ class Dreamer(WorldModelAlgorithm):
             device=device,
             seed=seed,
         )
+        # The paper's schedule counts env frames; SB3 counts agent steps (learning_starts) and vec env steps (train_freq).
+        repeat = action_repeat_of(self.env)
+        if learning_starts is None:
+            self.learning_starts = PAPER_PREFILL_FRAMES // repeat
+        if train_freq is None:
+            self.train_freq = max(PAPER_TRAIN_EVERY_FRAMES // (repeat * self.n_envs), 1)
         self.actor_learning_rate = actor_learning_rate
         self.value_learning_rate = value_learning_rate
         self.batch_length = batch_length
