@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The CUDA checks and GPU timings, as one script for a lent GPU machine (BENCHMARKS.md, "GPU").
+# The CUDA checks and GPU timings as one script, for a GPU machine (BENCHMARKS.md, "GPU").
 #
 #   [STEPS="cuda-tests walker-dcmpc ..."] bash benchmarks/gpu_check.sh [deadline_seconds]
 #
@@ -10,9 +10,16 @@
 # steps per second on dm_control walker-walk at the paper's sizes, then Dreamer's, then bf16. Everything goes to
 # $OUT/gpu_check.log (default /tmp).
 #
-# The machine has PyTorch but none of SB3, Gymnasium, dm_control or MuJoCo: their wheels' contents are unpacked
-# into .devsite (ignored by git; see docs/gpu.md for how it is made) and put on PYTHONPATH; .gl holds the EGL loader
-# packages for MuJoCo's headless rendering.
+# On a machine with a normal Python environment, `pip install -e ".[tests]"` is all it needs. On a machine that has
+# PyTorch but no package index, the other packages' wheels can be unpacked into .devsite (ignored by git; put on
+# PYTHONPATH below), made elsewhere with:
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#       --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl \
+#       stable-baselines3==2.9.2 gymnasium==1.4.0 farama-notifications==0.0.6 shimmy==2.0.1 dm-control==1.0.50 \
+#       dm-env==1.6 dm-tree==0.1.10 mujoco==3.17.0 pyopengl==3.1.10 glfw==2.11.0
+#   mkdir .devsite && for w in .whl/*.whl; do unzip -q -o "$w" -d .devsite; done
+# and .gl can hold the EGL loader packages MuJoCo's headless rendering needs (Debian's libvulkan1 libegl1 libglvnd0
+# libopengl0 libgl1 libglx0 libgles2, from `apt-get download`); they are unpacked below.
 set -u
 deadline=$((SECONDS + ${1:-520}))
 OUT=${OUT:-/tmp/gpu_check}

@@ -12,7 +12,7 @@ precisions are measured before and after, as the ceiling of the ratio the hardwa
 
 DC-MPC (``--algo dcmpc``, paper sizes only): one MPPI planning call and one gradient update (the actor's update
 every 2nd step averaged in). Dreamer (``--algo dreamer``, ``--size paper`` for 64x64 pixels or ``paper-vector``): one
-gradient update. Results: BENCHMARKS.md, "Mixed precision on a CPU with bfloat16 instructions".
+gradient update. Results: BENCHMARKS.md, "Mixed precision".
 """
 
 from __future__ import annotations

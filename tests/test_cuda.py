@@ -3,7 +3,7 @@
 Skipped without a GPU (CI has none). On a machine with one, the rest of the suite runs on CUDA too: SB3's
 ``device="auto"``, which the tests leave as is, picks the GPU, so the mixed-precision and compiled-planner tests of
 ``test_conformance.py`` run there in bf16, fp16 and CUDA-graph mode (``compile_planner`` uses "reduce-overhead").
-``benchmarks/gpu_check.sh`` runs both on a lent GPU machine.
+``benchmarks/gpu_check.sh`` runs both on a GPU machine.
 
 The host-sync tests of ``test_host_sync.py`` see Python-level calls (``.item()``, branches on tensors) on any device.
 Here ``torch.cuda.set_sync_debug_mode("error")`` also catches the synchronisations that happen inside PyTorch (a

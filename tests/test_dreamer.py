@@ -433,3 +433,38 @@ def test_the_registered_pixel_ids_get_the_paper_schedule_in_frames():
     model = Dreamer("CnnPolicy", "sb3_worldmodels/dmc-cartpole-swingup-pixels-v0", buffer_size=100,
                     policy_kwargs=TINY_DREAMER["policy_kwargs"])  # fmt: skip
     assert model.learning_starts == 2500 and model.train_freq.frequency == 500
+
+
+def test_initialisation_is_keras_as_in_the_official_code():
+    model = Dreamer("MlpPolicy", "Pendulum-v1", buffer_size=100, policy_kwargs=TINY_DREAMER["policy_kwargs"])
+    policy = model.policy
+    for layer in policy.modules():
+        if isinstance(layer, (th.nn.Linear, th.nn.Conv2d, th.nn.ConvTranspose2d)):
+            fan_in, fan_out = th.nn.init._calculate_fan_in_and_fan_out(layer.weight)
+            assert layer.weight.abs().max() <= (6 / (fan_in + fan_out)) ** 0.5  # glorot uniform
+            assert layer.bias is None or th.all(layer.bias == 0)
+    gru = policy.rssm.gru
+    recurrent = gru.weight_hh  # (3 * units, units), orthogonal columns
+    assert th.allclose(recurrent.t() @ recurrent, th.eye(recurrent.shape[1]), atol=1e-5)
+    assert th.all(gru.bias_ih == 0) and th.all(gru.bias_hh == 0)
+    assert {o.defaults["eps"] for o in (policy.world_model_optimizer, policy.actor_optimizer, policy.value_optimizer)} == {
+        1e-7
+    }
+
+
+def test_imagination_sees_the_world_model_before_its_step(tiny_dreamer_kwargs):
+    # The official code computes the three losses from the same parameters, then applies the three steps.
+    model = Dreamer("MlpPolicy", "Pendulum-v1", seed=0, **tiny_dreamer_kwargs)
+    model.learn(tiny_dreamer_kwargs["learning_starts"] + 5)
+    gru = model.policy.rssm.gru
+    seen = []
+    imagine = model.imagine
+
+    def recording(start):
+        seen.append(gru.weight_hh.detach().clone())
+        return imagine(start)
+
+    model.imagine = recording
+    before = gru.weight_hh.detach().clone()
+    model.train(1, batch_size=4)
+    assert th.equal(seen[0], before) and not th.equal(gru.weight_hh, before)

@@ -102,8 +102,8 @@ def test_a_syncing_update_would_be_caught(algo, tiny_dcmpc_kwargs, tiny_dreamer_
         model = Dreamer("MlpPolicy", "Pendulum-v1", seed=0, **tiny_dreamer_kwargs)
         model.learn(110)
     data = model.replay_buffer.sample_sequences(4, model.sequence_length)
-    original = model._clip_and_step
-    monkeypatch.setattr(model, "_clip_and_step", lambda *args: th.tensor(original(*args).item()))
+    original = model._backward_and_clip  # every update's optimizer steps go through it
+    monkeypatch.setattr(model, "_backward_and_clip", lambda *args: th.tensor(original(*args).item()))
     with HostSyncRecorder() as recorder:
         model._update_world_model(data)
     assert recorder.calls and recorder.calls[0].startswith("item at ")

@@ -14,7 +14,7 @@ RANDOM_POLICY_RETURN = -1200.0
 
 
 # Like every test these run with one thread (conftest.py): pytest-xdist runs two tests at a time on CI's 2 cores, and
-# at these network sizes a second thread made a run no faster (BENCHMARKS.md, "Test suite wall-clock").
+# at these network sizes a second thread made a run no faster (BENCHMARKS.md, "Quickstart and test suite wall-clock").
 
 
 @pytest.mark.slow

@@ -275,6 +275,14 @@ class WorldModelAlgorithm(OffPolicyAlgorithm):
         optimizers (the default, see ``common/optim.py``) the skip happens inside the kernel (``found_inf``), with no
         host-device synchronisation; other optimizers check the norm on the host.
         """
+        grad_norm = self._backward_and_clip(optimizer, loss, max_grad_norm)
+        self._step(optimizer, grad_norm)
+        return grad_norm
+
+    def _backward_and_clip(self, optimizer: th.optim.Optimizer, loss: th.Tensor, max_grad_norm: float) -> th.Tensor:
+        """The first half of :meth:`_clip_and_step`: gradients of ``loss`` for the optimizer's parameters, clipped; the
+        norm before clipping. :meth:`_step` applies them, so several losses can be differentiated from the same
+        parameters before any of them changes."""
         optimizer.zero_grad(set_to_none=True)
         scaler = None
         if self.mixed_precision == "fp16":
@@ -284,8 +292,12 @@ class WorldModelAlgorithm(OffPolicyAlgorithm):
         if scaler is not None:
             scaler.unscale_(optimizer)
         params = [p for group in optimizer.param_groups for p in group["params"]]
-        grad_norm = th.nn.utils.clip_grad_norm_(params, max_grad_norm)
+        return th.nn.utils.clip_grad_norm_(params, max_grad_norm)
+
+    def _step(self, optimizer: th.optim.Optimizer, grad_norm: th.Tensor) -> None:
+        """The second half of :meth:`_clip_and_step`: apply the clipped gradients, unless their norm is not finite."""
         non_finite = ~th.isfinite(grad_norm)
+        scaler = self._grad_scalers.get(id(optimizer)) if self.mixed_precision == "fp16" else None
         if scaler is not None:
             # The scaler skips steps with non-finite gradients and lowers its scale (float16 overflow is expected
             # while the scale adapts); they are still counted below.
@@ -297,7 +309,6 @@ class WorldModelAlgorithm(OffPolicyAlgorithm):
         elif not non_finite:
             optimizer.step()
         self._non_finite_steps = non_finite.long() + self._non_finite_steps
-        return grad_norm
 
     def _autocast(self):
         """The algorithm's mixed-precision context for forward passes and losses (no-op in float32)."""

@@ -213,12 +213,16 @@ class Dreamer(WorldModelAlgorithm):
                 raise ValueError(f"Dreamer supports observations that are {supported}; the {name} has shape {space.shape}.")
 
     def _setup_model(self) -> None:
+        self._pending_steps: list[tuple[th.optim.Optimizer, th.Tensor]] = []  # see _optimize
         check_at_least("Dreamer", 1, imagination_horizon=self.imagination_horizon)
         # batch_length counts observations: two make the shortest sequence, one transition.
         check_at_least("Dreamer", 2, batch_length=self.batch_length)
         self.policy_kwargs = dict(self.policy_kwargs)
         self.policy_kwargs.update(actor_learning_rate=self.actor_learning_rate, value_learning_rate=self.value_learning_rate)
         super()._setup_model()
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "_pending_steps"]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         return ["policy", "policy.world_model_optimizer", "policy.actor_optimizer", "policy.value_optimizer"], []
@@ -273,9 +277,12 @@ class Dreamer(WorldModelAlgorithm):
         stats: dict[str, list[th.Tensor]] = {}
         for _ in range(gradient_steps):
             data = self.replay_buffer.sample_sequences(batch_size, self.sequence_length, env=self._vec_normalize_env)
+            # As the official code: the three losses and their gradients from the same parameters, then the three steps
+            # (world model, actor, value); imagination sees the world model before its step.
             with self._autocast():
-                step_stats, posterior = self._update_world_model(data)
-                step_stats.update(self._update_behaviour(posterior, observed_mask(data)))
+                step_stats, posterior = self._update_world_model(data, apply=False)
+                step_stats.update(self._update_behaviour(posterior, observed_mask(data), apply=False))
+            self._apply_pending_steps()
             for key, value in step_stats.items():
                 stats.setdefault(key, []).append(value.detach())
         self._n_updates += gradient_steps
@@ -292,8 +299,26 @@ class Dreamer(WorldModelAlgorithm):
         posterior, prior = policy.rssm.observe(policy.embed(obs), prev_actions)
         return obs, posterior, prior
 
-    def _update_world_model(self, data: SequenceSamples) -> tuple[dict[str, th.Tensor], RSSMState]:
-        """ELBO: reconstruction + reward log-likelihood + KL(posterior || prior) with free nats (Dreamer eq. 10)."""
+    def _optimize(self, optimizer: th.optim.Optimizer, loss: th.Tensor, apply: bool) -> th.Tensor:
+        """Gradients of ``loss``, clipped (the norm before clipping is returned), applied now or, with ``apply=False``,
+        by the next :meth:`_apply_pending_steps`."""
+        grad_norm = self._backward_and_clip(optimizer, loss, self.max_grad_norm)
+        if apply:
+            self._step(optimizer, grad_norm)
+        else:
+            self._pending_steps.append((optimizer, grad_norm))
+        return grad_norm
+
+    def _apply_pending_steps(self) -> None:
+        for optimizer, grad_norm in self._pending_steps:
+            self._step(optimizer, grad_norm)
+        self._pending_steps.clear()
+
+    def _update_world_model(self, data: SequenceSamples, apply: bool = True) -> tuple[dict[str, th.Tensor], RSSMState]:
+        """ELBO: reconstruction + reward log-likelihood + KL(posterior || prior) with free nats (Dreamer eq. 10).
+
+        :param apply: Step the optimizer now; ``False`` leaves the step to :meth:`_apply_pending_steps`.
+        """
         policy = self.policy
         obs, posterior, prior = self._observe(data)
         feature = posterior.feature
@@ -315,7 +340,7 @@ class Dreamer(WorldModelAlgorithm):
             continuation_loss = masked_mean(continuation, data.mask)
             loss = loss + self.continuation_coef * continuation_loss
             stats["world_model/continuation_loss"] = continuation_loss.detach()
-        grad_norm = self._clip_and_step(policy.world_model_optimizer, loss, self.max_grad_norm)
+        grad_norm = self._optimize(policy.world_model_optimizer, loss, apply)
         image_keys = policy.image_keys
         stats.update(
             {
@@ -366,12 +391,15 @@ class Dreamer(WorldModelAlgorithm):
             discount = discount * th.sigmoid(self.policy.continuation(features).squeeze(-1))
         return discount
 
-    def _update_behaviour(self, posterior: RSSMState, observed: th.Tensor | None = None) -> dict[str, th.Tensor]:
+    def _update_behaviour(
+        self, posterior: RSSMState, observed: th.Tensor | None = None, apply: bool = True
+    ) -> dict[str, th.Tensor]:
         """Actor: maximise lambda-returns through the dynamics. Value: regress onto them (Dreamer eqs. 7-8).
 
         :param posterior: Posterior states ``(B, T, ...)``, the imagination's start states.
         :param observed: ``(B, T)``, 1.0 for the states of true observations (:func:`observed_mask`); imaginations from
             padding states are left out of the losses. All are true by default.
+        :param apply: Step the optimizers now; ``False`` leaves the steps to :meth:`_apply_pending_steps`.
         """
         policy = self.policy
         world_model = policy.world_model_parameters()
@@ -395,13 +423,13 @@ class Dreamer(WorldModelAlgorithm):
             if self.actor_entropy_scale:
                 # entropy[t] belongs to the action taken in the state of returns[t - 1]; the last action has no return.
                 actor_loss = actor_loss - self.actor_entropy_scale * masked_mean(weights * entropy[:-1], valid)
-            actor_grad_norm = self._clip_and_step(policy.actor_optimizer, actor_loss, self.max_grad_norm)
+            actor_grad_norm = self._optimize(policy.actor_optimizer, actor_loss, apply)
         finally:
             for p in (*world_model, *policy.value.parameters()):
                 p.requires_grad_(True)
         value_prediction = policy.value(features[:-1].detach()).squeeze(-1)
         value_loss = masked_mean(weights * 0.5 * (value_prediction - returns.detach()) ** 2, valid)
-        value_grad_norm = self._clip_and_step(policy.value_optimizer, value_loss, self.max_grad_norm)
+        value_grad_norm = self._optimize(policy.value_optimizer, value_loss, apply)
         return {
             "train/actor_loss": actor_loss.detach(),
             "train/value_loss": value_loss.detach(),

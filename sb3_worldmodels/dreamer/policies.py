@@ -35,6 +35,27 @@ def is_image(space: spaces.Box) -> bool:
     return is_image_space(space, check_channels=False)
 
 
+#: Adam's epsilon in Keras, which the official code uses (PyTorch's default is 1e-8).
+KERAS_ADAM_EPS = 1e-7
+
+
+@th.no_grad()
+def init_as_keras(module: nn.Module) -> None:
+    """Initialise as the official (TF2 / Keras) code does, whose layers keep Keras' defaults: glorot-uniform weights and
+    zero biases for dense and (transposed) convolution layers; for the GRU cell a glorot-uniform input kernel, an
+    orthogonal recurrent kernel and zero biases. PyTorch's defaults differ (scaled uniform weights and biases)."""
+    for layer in module.modules():
+        if isinstance(layer, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.xavier_uniform_(layer.weight)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+        elif isinstance(layer, nn.GRUCell):
+            nn.init.xavier_uniform_(layer.weight_ih)
+            nn.init.orthogonal_(layer.weight_hh)
+            nn.init.zeros_(layer.bias_ih)
+            nn.init.zeros_(layer.bias_hh)
+
+
 class ConvEncoder(nn.Module):
     """Dreamer's image encoder: 4 convolutions (kernel 4, stride 2, depths 32-64-128-256, ReLU); 64x64 to 1024."""
 
@@ -298,8 +319,11 @@ class DreamerPolicy(BasePolicy):
             feature_dim, self.action_space, a["actor_net_arch"], act, a["init_std"], a["mean_scale"], a["min_std"]
         )
         self.value = mlp(feature_dim, a["value_net_arch"], 1, act, layer_norm=False)
+        init_as_keras(self)
 
-        cls, kwargs = self.optimizer_class, self.optimizer_kwargs
+        cls, kwargs = self.optimizer_class, dict(self.optimizer_kwargs)
+        if issubclass(cls, (th.optim.Adam, th.optim.AdamW)):
+            kwargs.setdefault("eps", KERAS_ADAM_EPS)
         self.world_model_optimizer = make_optimizer(cls, self.world_model_parameters(), lr_schedule(1), **kwargs)
         self.actor_optimizer = make_optimizer(cls, self.actor.parameters(), a["actor_learning_rate"], **kwargs)
         self.value_optimizer = make_optimizer(cls, self.value.parameters(), a["value_learning_rate"], **kwargs)
