@@ -65,6 +65,13 @@ def check_sequences(batch, history: dict, seq_len: int) -> None:
         assert batch.truncations[b, m - 1] == float(done and truncated)
         # The sequence stops early only at its episode's end or at the newest stored transition.
         assert m == seq_len or done or k == len(steps) - 1
+        # The action that led to o_0: the previous step's of the same episode, none (0) at an episode start.
+        if batch.episode_starts[b] == 0:
+            np.testing.assert_array_equal(batch.previous_actions[b].numpy(), obs[b, 0] - [0, 0, 1])
+        else:
+            assert batch.previous_actions[b].abs().sum() == 0
+        if obs[b, 0, 2] == 0:
+            assert batch.episode_starts[b] == 1
     assert th.all(batch.terminations * (1 - batch.mask) == 0)
     last = th.nn.functional.one_hot(batch.mask.sum(1).long() - 1, seq_len).float()
     assert th.all((batch.terminations + batch.truncations) * (1 - last) == 0)

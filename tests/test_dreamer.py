@@ -468,3 +468,17 @@ def test_imagination_sees_the_world_model_before_its_step(tiny_dreamer_kwargs):
     before = gru.weight_hh.detach().clone()
     model.train(1, batch_size=4)
     assert th.equal(seen[0], before) and not th.equal(gru.weight_hh, before)
+
+
+def test_the_first_observation_of_a_sequence_is_observed_after_its_stored_previous_action(tiny_dreamer_kwargs):
+    # As the official code: the RSSM's first step of a sampled sequence takes the action that led to o_0 (zero at an
+    # episode start), not a zero action.
+    model = Dreamer("MlpPolicy", "Pendulum-v1", seed=0, **tiny_dreamer_kwargs)
+    model.learn(tiny_dreamer_kwargs["learning_starts"] + 5)
+    data = model.replay_buffer.sample_sequences(32, 4)
+    inputs = model._previous_actions(data)
+    assert inputs.shape == (32, 5, 1)
+    assert th.equal(inputs[:, 1:], data.actions)
+    starts = data.episode_starts.bool()
+    assert (~starts).any() and th.equal(inputs[~starts, 0], data.previous_actions[~starts])
+    assert th.all(inputs[starts, 0] == 0)

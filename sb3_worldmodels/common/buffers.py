@@ -39,6 +39,9 @@ class SequenceSamples(NamedTuple):
     :param mask: 1.0 for the transitions of the first one's episode, ``(B, L)``: a sequence that reaches the end of
         its episode (or the newest stored transition) before ``L`` transitions is padded: the observations after the
         last true next observation repeat it, padded actions, rewards and flags are 0.
+    :param previous_actions: ``a_{-1}``, the action that led to ``o_0``, ``(B, action_dim)``; 0 where there is none.
+    :param episode_starts: ``(B,)``, 1.0 where ``o_0`` has no stored previous action: it starts an episode, or the
+        transition before it is no longer stored.
     """
 
     observations: TensorObs
@@ -47,6 +50,8 @@ class SequenceSamples(NamedTuple):
     terminations: th.Tensor
     truncations: th.Tensor
     mask: th.Tensor
+    previous_actions: th.Tensor
+    episode_starts: th.Tensor
 
 
 def _tree_map(fn, obs: Any) -> Any:
@@ -206,6 +211,10 @@ class SequenceReplayBuffer(ReplayBuffer):
         (a ``VecNormalize``) when given, as SB3 does at sampling time.
         """
         rows, env_idx, stored = self._sample_starts(batch_size)
+        # The transition before the first one: same env, stored, and not the end of an earlier episode.
+        before = (rows - 1) % self.buffer_size
+        has_before = (stored < self.size()) & (self.dones[before, env_idx] == 0)
+        previous_actions = self.actions[before, env_idx] * has_before[:, None]
         step_rows = (rows[:, None] + np.arange(seq_len)) % self.buffer_size
         env_col = env_idx[:, None]
         dones, timeouts = self.dones[step_rows, env_col], self.timeouts[step_rows, env_col]
@@ -224,6 +233,8 @@ class SequenceReplayBuffer(ReplayBuffer):
             terminations=self.to_torch(dones * (1.0 - timeouts)),
             truncations=self.to_torch(dones * timeouts),
             mask=self.to_torch(mask.astype(np.float32)),
+            previous_actions=self.to_torch(previous_actions).float(),
+            episode_starts=self.to_torch((~has_before).astype(np.float32)),
         )
 
     def sample(self, batch_size: int, env: VecNormalize | None = None) -> ReplayBufferSamples | DictReplayBufferSamples:

@@ -289,14 +289,19 @@ class Dreamer(WorldModelAlgorithm):
         self._record_means(stats)
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
 
+    def _previous_actions(self, data: SequenceSamples) -> th.Tensor:
+        """``a_{t-1}`` for every observation ``o_t`` of the sequences, as the RSSM's input ``(B, L + 1, ...)``: o_t is
+        observed after a_{t-1}; before ``o_0``, the stored action that led to it, zero at an episode start (as the
+        official code)."""
+        policy = self.policy
+        first = policy.action_to_input(data.previous_actions.unsqueeze(1)) * (1 - data.episode_starts).view(-1, 1, 1)
+        return th.cat([first, policy.action_to_input(data.actions)], dim=1)
+
     def _observe(self, data: SequenceSamples) -> tuple[dict[str, th.Tensor], RSSMState, RSSMState]:
         """Posterior and prior states of every observation of the sequences, ``(B, T, ...)``."""
         policy = self.policy
         obs = policy.preprocess(data.observations)
-        actions = policy.action_to_input(data.actions)
-        # o_t is observed after a_{t-1}; the action before the first observation of a sequence is unknown (zero).
-        prev_actions = th.cat([th.zeros_like(actions[:, :1]), actions], dim=1)
-        posterior, prior = policy.rssm.observe(policy.embed(obs), prev_actions)
+        posterior, prior = policy.rssm.observe(policy.embed(obs), self._previous_actions(data))
         return obs, posterior, prior
 
     def _optimize(self, optimizer: th.optim.Optimizer, loss: th.Tensor, apply: bool) -> th.Tensor:
@@ -453,8 +458,7 @@ class Dreamer(WorldModelAlgorithm):
         policy = self.policy
         data = self.replay_buffer.sample_sequences(n_sequences, context + horizon - 1, env=self._vec_normalize_env)
         obs = policy.preprocess(data.observations)
-        actions = policy.action_to_input(data.actions)
-        prev_actions = th.cat([th.zeros_like(actions[:, :1]), actions], dim=1)
+        prev_actions = self._previous_actions(data)
         context_obs = {key: value[:, :context] for key, value in obs.items()}
         posterior, _ = policy.rssm.observe(policy.embed(context_obs), prev_actions[:, :context])
         state = RSSMState(*(x[:, -1] for x in posterior))
