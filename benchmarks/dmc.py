@@ -40,6 +40,7 @@ import numpy as np  # noqa: E402
 import torch as th  # noqa: E402
 import yaml  # noqa: E402
 from stable_baselines3.common.evaluation import evaluate_policy  # noqa: E402
+from stable_baselines3.common.logger import CSVOutputFormat, KVWriter, Logger  # noqa: E402
 from stable_baselines3.common.monitor import Monitor  # noqa: E402
 
 from sb3_worldmodels import DCMPC, Dreamer  # noqa: E402
@@ -73,6 +74,24 @@ VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     },
     "dreamer": {"ours": {}},
 }
+
+#: Logged statistics kept with each evaluation point, to diagnose a curve (the newest values SB3's logger wrote).
+DIAGNOSTICS = (
+    "world_model/consistency_loss", "world_model/reward_loss", "world_model/codebook_perplexity", "world_model/loss",
+    "world_model/kl", "world_model/reconstruction_loss", "train/critic_loss", "train/q_mean", "train/actor_loss",
+    "train/value_mean", "train/imagined_return", "train/exploration_std", "planner/elite_value", "planner/std",
+)  # fmt: skip
+
+
+class _Newest(KVWriter):
+    """Keeps the newest value of every logged key."""
+
+    def __init__(self):
+        self.values: dict[str, Any] = {}
+
+    def write(self, key_values: dict[str, Any], key_excluded: dict[str, Any], step: int = 0) -> None:
+        self.values.update({k: v for k, v in key_values.items() if isinstance(v, (int, float))})
+
 
 #: Zoo keys that are not constructor arguments.
 _ZOO_ONLY = {"n_timesteps", "policy", "env_wrapper", "normalize", "n_envs", "frame_stack", "callback", "vec_env_wrapper"}
@@ -140,8 +159,10 @@ def run(
         model.load_replay_buffer(state_dir / "replay_buffer.pkl")
         curve = json.loads(curve_path.read_text())
         done = model.num_timesteps * action_repeat
-        for key in ("frames", "returns", "return_std", "wall_s"):  # points past the checkpoint are redone
-            curve[key] = [v for f, v in zip(curve["frames"], curve[key], strict=True) if f <= done]
+        keys = [k for k in ("frames", "returns", "return_std", "wall_s", "diagnostics") if k in curve]
+        kept = [f <= done for f in curve["frames"]]  # points past the checkpoint are redone
+        for key in keys:
+            curve[key] = [v for keep, v in zip(kept, curve[key], strict=False) if keep]
         print(f"{label} {task} seed {seed}: continuing from {done} frames", flush=True)
     else:
         env.reset(seed=seed)
@@ -153,6 +174,10 @@ def run(
         )  # fmt: skip
     curve_path.parent.mkdir(parents=True, exist_ok=True)
     state_dir.mkdir(parents=True, exist_ok=True)
+    newest = _Newest()
+    log_file = state_dir / f"progress-{model.num_timesteps}.csv"  # one file per process: a resumed run starts its own
+    model.set_logger(Logger(str(state_dir), [CSVOutputFormat(str(log_file)), newest]))
+    curve.setdefault("diagnostics", [])
     commit = _commit()
     if commit not in curve["commits"]:
         curve["commits"].append(commit)
@@ -160,12 +185,13 @@ def run(
     while model.num_timesteps * action_repeat < frames:
         start = time.time()
         chunk = eval_every // action_repeat - model.num_timesteps % (eval_every // action_repeat)
-        model.learn(chunk, reset_num_timesteps=False, log_interval=10)
+        model.learn(chunk, reset_num_timesteps=False, log_interval=2)
         mean, std = evaluate_policy(model, eval_env, n_eval_episodes=eval_episodes, deterministic=True)
         elapsed += time.time() - start
         done = model.num_timesteps * action_repeat
         for key, value in (("frames", done), ("returns", float(mean)), ("return_std", float(std)), ("wall_s", elapsed)):
             curve[key].append(value)
+        curve["diagnostics"].append({k: round(newest.values[k], 4) for k in DIAGNOSTICS if k in newest.values})
         model.save_replay_buffer(state_dir / "replay_buffer.pkl")
         model.save(state_dir / "model.zip")
         _write_json(curve_path, curve)

@@ -156,6 +156,8 @@ def test_dmc_benchmark_runs_resumes_and_plots(tmp_path):
     assert all(0 <= r <= 1000 for r in curve["returns"])
     saved = json.loads((tmp_path / "out" / "dcmpc-cpu-ours" / "cartpole-swingup" / "seed0.json").read_text())
     assert saved["frames"] == [400, 800, 1200] and saved["variant"] == "ours"
+    # Each evaluation point keeps the newest logged statistics, to diagnose a curve.
+    assert len(saved["diagnostics"]) == 3 and "world_model/consistency_loss" in saved["diagnostics"][-1]
     model = DCMPC.load(tmp_path / "state" / "dcmpc-cpu-ours" / "cartpole-swingup" / "seed0" / "model.zip")
     assert model.num_timesteps == 600 and model.plan_discount == 0.9
     dmc.plot(tmp_path / "out")
