@@ -186,6 +186,7 @@ def run(
         start = time.time()
         chunk = eval_every // action_repeat - model.num_timesteps % (eval_every // action_repeat)
         model.learn(chunk, reset_num_timesteps=False, log_interval=2)
+        model.logger.dump(model.num_timesteps)  # what was recorded since the last dump, for the diagnostics below
         mean, std = evaluate_policy(model, eval_env, n_eval_episodes=eval_episodes, deterministic=True)
         elapsed += time.time() - start
         done = model.num_timesteps * action_repeat
