@@ -5,7 +5,7 @@
 #
 # STEPS names the steps to run (default: all; the import check always runs).
 # Runs, in order of importance, each step under a timeout that also respects the overall deadline (default 520 s):
-# the CUDA tests (tests/test_cuda.py), the rest of the test suite on CUDA (the tests leave SB3's device="auto", which
+# the CUDA tests (tests/integration/test_cuda.py), the rest of the test suite on CUDA (the tests leave SB3's device="auto", which
 # picks the GPU), DC-MPC's per-call speed on the GPU (eager, compiled steps, the planning call as a CUDA graph) and env
 # steps per second on dm_control walker-walk at the paper's sizes, then Dreamer's, then bf16. Everything goes to
 # $OUT/gpu_check.log (default /tmp).
@@ -60,10 +60,10 @@ env = gymnasium.make('sb3_worldmodels/dmc-walker-walk-pixels-v0'); obs, _ = env.
 print('pixel walker frame', obs.shape, obs.dtype, 'mean', obs.mean())
 " || exit 1
 
-step cuda-tests 150 python3 -m pytest tests/test_cuda.py -n 4 -q -rfEs -p no:cacheprovider --durations=5
+step cuda-tests 150 python3 -m pytest tests/integration/test_cuda.py -n 4 -q -rfEs -p no:cacheprovider --durations=5
 # The rest of the suite, on CUDA (rl_zoo3 is not on the machine: the Zoo and Hub tests are left out).
-step suite-on-cuda 150 python3 -m pytest tests -n 8 -q -rfE -p no:cacheprovider --ignore=tests/test_zoo.py \
-    --ignore=tests/test_hub.py --ignore=tests/test_cuda.py --ignore=tests/test_learning.py --durations=5
+step suite-on-cuda 150 python3 -m pytest tests -n 8 -q -rfE -p no:cacheprovider --ignore=tests/integration/test_zoo.py \
+    --ignore=tests/integration/test_hub.py --ignore=tests/integration/test_cuda.py --ignore=tests/learning/test_learning.py --durations=5
 cd benchmarks
 step dcmpc-speed-fp32 50 python3 dcmpc_speed.py --device cuda --repeats 20 --threads 4
 step dcmpc-speed-compiled 90 python3 dcmpc_speed.py --device cuda --repeats 20 --threads 4 --compile-planner

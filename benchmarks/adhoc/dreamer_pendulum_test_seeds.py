@@ -1,4 +1,4 @@
-"""The procedure of ``tests/test_learning.py::test_dreamer_learns_pendulum`` on other seeds, to show what its fixed
+"""The procedure of ``tests/learning/test_learning.py::test_dreamer_learns_pendulum`` on other seeds, to show what its fixed
 seed stands for: train ``DREAMER_PENDULUM_SAMPLE_EFFICIENT`` for STEPS env steps with THREADS threads, evaluate 10
 deterministic episodes from ``reset(seed=123)``.
 

@@ -93,7 +93,7 @@ def test_dreamer_trains_on_a_registered_pixel_env_from_the_zoo(tmp_path):
 def test_record_video_of_a_shipped_agent(tmp_path):
     from pathlib import Path
 
-    agents = Path(__file__).resolve().parents[1] / "rl-trained-agents"
+    agents = Path(__file__).resolve().parents[2] / "rl-trained-agents"
     video = f"--algo dcmpc --env dm_control/cartpole-swingup-v0 -f {agents} -n 20 -o {tmp_path} --deterministic"
     run(sys.executable, "-m", "sb3_worldmodels.record_video", *video.split(), cwd=tmp_path)
     videos = list(tmp_path.rglob("*.mp4"))

@@ -131,7 +131,7 @@ def test_every_dmc_entry_builds_a_model_with_the_official_task_settings(file):
 
 
 def _load_benchmark():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "dmc.py"
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "dmc.py"
     spec = importlib.util.spec_from_file_location("dmc_benchmark", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -11,7 +11,7 @@ from stable_baselines3.common.monitor import Monitor
 
 from sb3_worldmodels import DCMPC, Dreamer
 
-AGENTS = Path(__file__).resolve().parents[1] / "rl-trained-agents"
+AGENTS = Path(__file__).resolve().parents[2] / "rl-trained-agents"
 
 # (algorithm, env id, episodes, mean return recorded over these deterministic episodes (reset seed 0), allowed shortfall)
 SHIPPED = [

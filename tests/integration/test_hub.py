@@ -14,7 +14,7 @@ import pytest
 
 pytest.importorskip("rl_zoo3")
 
-SHIPPED = Path(__file__).resolve().parents[1] / "rl-trained-agents" / "dcmpc" / "Pendulum-v1_1"
+SHIPPED = Path(__file__).resolve().parents[2] / "rl-trained-agents" / "dcmpc" / "Pendulum-v1_1"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 

@@ -62,7 +62,7 @@ def test_the_recorder_sees_host_syncs():
 
 
 def test_dcmpc_planning_and_updates_do_not_sync(tiny_dcmpc_kwargs):
-    # On the CPU (tests/test_cuda.py checks the same calls on a GPU, with PyTorch's own sync detection).
+    # On the CPU (tests/integration/test_cuda.py checks the same calls on a GPU, with PyTorch's own sync detection).
     model = DCMPC("MlpPolicy", "Pendulum-v1", seed=0, device="cpu", **tiny_dcmpc_kwargs)
     model.learn(60)
     policy = model.policy
