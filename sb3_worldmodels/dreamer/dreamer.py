@@ -168,7 +168,8 @@ class Dreamer(WorldModelAlgorithm):
         if learning_starts is None:
             self.learning_starts = PAPER_PREFILL_FRAMES // repeat
         if train_freq is None:
-            self.train_freq = max(PAPER_TRAIN_EVERY_FRAMES // (repeat * self.n_envs), 1)
+            n_envs = getattr(self, "n_envs", 1)  # SB3 sets it only with an env (not while loading)
+            self.train_freq = max(PAPER_TRAIN_EVERY_FRAMES // (repeat * n_envs), 1)
         self.actor_learning_rate = actor_learning_rate
         self.value_learning_rate = value_learning_rate
         self.batch_length = batch_length
