@@ -54,15 +54,16 @@ class MPPIPlanner:
     Gaussian to them with weights ``exp(temperature * (value - max value))``.
 
     :param action_dim: Dimension of the action space.
-    :param horizon: Planning horizon (DC-MPC: 3).
-    :param iterations: MPPI iterations (6).
+    :param plan_horizon: Planning horizon (DC-MPC: 3).
+    :param mppi_iterations: MPPI iterations (6).
     :param num_samples: Action sequences evaluated per iteration, policy ones included (512).
     :param num_elites: Elites kept per iteration (64).
     :param num_policy_trajs: Sequences rolled out by the policy prior (24).
-    :param temperature: Temperature of the elite weights (0.5).
-    :param min_std: Lower bound of the sampling std (0.05).
-    :param max_std: Upper bound and initial value of the sampling std (2.0).
-    :param discount: Discount of predicted rewards along the plan (DC-MPC's official code uses rho = 0.9; we default to gamma).
+    :param mppi_temperature: Temperature of the elite weights (0.5).
+    :param min_plan_std: Lower bound of the sampling std (0.05).
+    :param max_plan_std: Upper bound and initial value of the sampling std (2.0).
+    :param plan_discount: Discount of predicted rewards along the plan (DC-MPC's official code uses rho = 0.9; the
+        algorithm passes gamma by default).
     :param shared_prior_noise: Draw the policy prior's noise once per state and step for all its sequences, as the
         official DC-MPC code does (its sequences are then copies of one another); by default each sequence has its own.
     :param terminal_action_noise: Add the policy prior's noise to the policy's action at the end of the horizon too,
@@ -72,15 +73,15 @@ class MPPIPlanner:
     def __init__(
         self,
         action_dim: int,
-        horizon: int = 3,
-        iterations: int = 6,
+        plan_horizon: int = 3,
+        mppi_iterations: int = 6,
         num_samples: int = 512,
         num_elites: int = 64,
         num_policy_trajs: int = 24,
-        temperature: float = 0.5,
-        min_std: float = 0.05,
-        max_std: float = 2.0,
-        discount: float = 0.99,
+        mppi_temperature: float = 0.5,
+        min_plan_std: float = 0.05,
+        max_plan_std: float = 2.0,
+        plan_discount: float = 0.99,
         shared_prior_noise: bool = False,
         terminal_action_noise: bool = False,
     ):
@@ -89,15 +90,15 @@ class MPPIPlanner:
         if not 0 <= num_policy_trajs < num_samples:
             raise ValueError(f"num_policy_trajs must be in [0, num_samples={num_samples}), got {num_policy_trajs}")
         self.action_dim = action_dim
-        self.horizon = horizon
-        self.iterations = iterations
+        self.plan_horizon = plan_horizon
+        self.mppi_iterations = mppi_iterations
         self.num_samples = num_samples
         self.num_elites = num_elites
         self.num_policy_trajs = num_policy_trajs
-        self.temperature = temperature
-        self.min_std = min_std
-        self.max_std = max_std
-        self.discount = discount
+        self.mppi_temperature = mppi_temperature
+        self.min_plan_std = min_plan_std
+        self.max_plan_std = max_plan_std
+        self.plan_discount = plan_discount
         self.shared_prior_noise = shared_prior_noise
         self.terminal_action_noise = terminal_action_noise
         #: Roll the policy's sequences out once per call instead of once per iteration (the same values; False is the
@@ -108,7 +109,7 @@ class MPPIPlanner:
         self, previous_mean: th.Tensor | None, episode_start: th.Tensor | None, n_states: int, device: th.device
     ) -> th.Tensor:
         """Initial mean: the previous mean shifted by one step, zero for new episodes (or without a previous mean)."""
-        mean = th.zeros(n_states, self.horizon, self.action_dim, device=device)
+        mean = th.zeros(n_states, self.plan_horizon, self.action_dim, device=device)
         if previous_mean is not None:
             mean[:, :-1] = previous_mean[:, 1:]
             if episode_start is not None:
@@ -124,10 +125,10 @@ class MPPIPlanner:
         """
         returns = th.zeros(latent.shape[0], device=latent.device)
         discount = 1.0
-        for t in range(self.horizon):
+        for t in range(self.plan_horizon):
             latent, reward = model.imagine_step(latent, actions[:, t])
             returns = returns + discount * reward
-            discount *= self.discount
+            discount *= self.plan_discount
         return latent, returns, discount
 
     @th.no_grad()
@@ -145,7 +146,7 @@ class MPPIPlanner:
             says).
         """
         n_states, device = latent.shape[0], latent.device
-        H, N, P, K, A = self.horizon, self.num_samples, self.num_policy_trajs, self.num_elites, self.action_dim
+        H, N, P, K, A = self.plan_horizon, self.num_samples, self.num_policy_trajs, self.num_elites, self.action_dim
         actions = th.empty(n_states, N, H, A, device=device)
         # The policy's sequences do not change between iterations, and the model is deterministic: their latents and
         # returns are computed once, while rolling them out, and only their terminal values (random critics) again in
@@ -167,15 +168,15 @@ class MPPIPlanner:
                 z, reward = model.imagine_step(z, prior)
                 if reuse:
                     policy_returns = policy_returns + discount * reward
-                    discount *= self.discount
+                    discount *= self.plan_discount
         first = P if reuse else 0  # the sequences rolled out in every iteration
         flat_latent = latent.repeat_interleave(N - first, dim=0)  # samples of a state are contiguous
-        std = th.full_like(mean, self.max_std)
+        std = th.full_like(mean, self.max_plan_std)
         rows = th.arange(n_states, device=device).unsqueeze(1)
         # With a generator (repeatable planning) every state of the batch gets the same noise, so that a state's plan
         # does not depend on the other states of the batch; otherwise the states are planned with independent noise.
         noise_rows = 1 if generator is not None else n_states
-        for _ in range(self.iterations):
+        for _ in range(self.mppi_iterations):
             noise = th.randn((noise_rows, N - P, H, A), device=device, generator=generator)
             actions[:, P:] = (mean.unsqueeze(1) + std.unsqueeze(1) * noise).clamp(-1, 1)
             final, returns, discount = self.rollout(model, flat_latent, actions[:, first:].reshape(-1, H, A))
@@ -190,11 +191,11 @@ class MPPIPlanner:
             value = th.nan_to_num(value, nan=0.0)
             elite_value, elite_idx = th.topk(value, K, dim=1)
             elite_actions = actions[rows, elite_idx]  # (E, K, H, A)
-            score = th.softmax(self.temperature * elite_value, dim=1)  # = exp(T (v - max)) normalised
+            score = th.softmax(self.mppi_temperature * elite_value, dim=1)  # = exp(T (v - max)) normalised
             with no_autocast(device):  # the sampling distribution stays in float32 under mixed precision
                 mean = th.einsum("ek,ekha->eha", score, elite_actions)
                 variance = th.einsum("ek,ekha->eha", score, (elite_actions - mean.unsqueeze(1)) ** 2)
-            std = variance.sqrt().clamp(self.min_std, self.max_std)
+            std = variance.sqrt().clamp(self.min_plan_std, self.max_plan_std)
         # Act with one elite drawn by its score (DC-MPC, TD-MPC2), not with the mean.
         # Inverse-CDF draw, with one uniform shared by the batch when a generator is given (as the noise above).
         uniform = th.rand((noise_rows, 1), device=device, generator=generator)

@@ -431,7 +431,7 @@ class PlanGraph:
         self.obs = {k: v.clone() for k, v in obs.items()} if isinstance(obs, dict) else obs.clone()
         n_states, planner = _tensor_items(obs)[0][1].shape[0], policy.planner
         device = policy.device
-        self.previous_mean = th.zeros(n_states, planner.horizon, planner.action_dim, device=device)
+        self.previous_mean = th.zeros(n_states, planner.plan_horizon, planner.action_dim, device=device)
         self.episode_start = th.ones(n_states, dtype=th.bool, device=device)
         self.noise_std = th.zeros((), device=device)
 

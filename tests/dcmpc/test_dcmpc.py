@@ -54,8 +54,13 @@ def test_paper_defaults():
     assert policy.encoder[0].out_features == 256 and policy.net_arch == [512, 512]
     assert policy.critics.n == 5
     planner = policy.planner
-    assert (planner.horizon, planner.iterations, planner.num_samples, planner.num_elites) == (3, 6, 512, 64)
-    assert (planner.num_policy_trajs, planner.temperature, planner.min_std, planner.max_std) == (24, 0.5, 0.05, 2.0)
+    assert (planner.plan_horizon, planner.mppi_iterations, planner.num_samples, planner.num_elites) == (3, 6, 512, 64)
+    assert (planner.num_policy_trajs, planner.mppi_temperature, planner.min_plan_std, planner.max_plan_std) == (
+        24,
+        0.5,
+        0.05,
+        2.0,
+    )
     assert (model.horizon, model.rho, model.batch_size, model.gamma, model.tau, model.n_steps) == (5, 0.9, 512, 0.99, 0.005, 1)
     assert policy.world_model_optimizer.param_groups[0]["lr"] == 1e-4
     assert policy.actor_optimizer.param_groups[0]["lr"] == 3e-4 and policy.critic_optimizer.param_groups[0]["lr"] == 3e-4
@@ -242,7 +247,7 @@ def test_planning_rolls_the_policy_sequences_out_once_for_the_same_plan(tiny_dcm
     for reuse in (True, False):
         planner.reuse_policy_rollouts, rows[:] = reuse, []
         results[reuse] = planner.plan(counting, latent, mean, policy_noise_std=0.3, generator=th.Generator().manual_seed(7))
-        H, N, P, iters = planner.horizon, planner.num_samples, planner.num_policy_trajs, planner.iterations
+        H, N, P, iters = planner.plan_horizon, planner.num_samples, planner.num_policy_trajs, planner.mppi_iterations
         expected = P * H + iters * (N - P) * H if reuse else P * (H - 1) + iters * N * H
         assert sum(rows) == n_states * expected
     planner.reuse_policy_rollouts = True

@@ -119,7 +119,7 @@ def test_every_dmc_entry_builds_a_model_with_the_official_task_settings(file):
         assert model.exploration_noise_episodes == decay, task
         assert model.gamma == 0.99 and model.horizon == 5 and model.learning_starts == 5000
         assert model.learning_rate == 1e-4 and model.actor_learning_rate == model.critic_learning_rate == 3e-4
-        assert model.policy.planner.horizon == 3 and model.policy.fsq_levels == [5, 3]
+        assert model.policy.planner.plan_horizon == 3 and model.policy.fsq_levels == [5, 3]
         if cpu:
             assert model.policy.latent_dim == DCMPC_DMC_CPU["policy_kwargs"]["latent_dim"]
             for key in ("batch_size", "num_samples", "num_elites", "num_policy_trajs", "mppi_iterations"):
@@ -211,7 +211,7 @@ class _Recorder:
 
 def _plan(shared: bool, terminal: bool, noise_std: float = 0.5) -> _Recorder:
     planner = MPPIPlanner(
-        action_dim=2, horizon=2, iterations=2, num_samples=16, num_elites=4, num_policy_trajs=4,
+        action_dim=2, plan_horizon=2, mppi_iterations=2, num_samples=16, num_elites=4, num_policy_trajs=4,
         shared_prior_noise=shared, terminal_action_noise=terminal,
     )  # fmt: skip
     model = _Recorder()
@@ -266,4 +266,4 @@ def test_official_options_are_saved_and_restored(tmp_path, tiny_dcmpc_kwargs):
     model = DCMPC.load(tmp_path / "model")
     assert model.undiscounted_one_step_target and model.policy.reward_bounds == (0.0, 2.0)
     planner = model.policy.planner
-    assert planner.discount == 0.9 and planner.shared_prior_noise and planner.terminal_action_noise
+    assert planner.plan_discount == 0.9 and planner.shared_prior_noise and planner.terminal_action_noise

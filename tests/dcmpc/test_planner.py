@@ -33,7 +33,7 @@ class PointMass:
 def test_mppi_finds_the_optimum_of_a_toy_problem():
     th.manual_seed(0)
     goal = th.tensor([0.7, -0.4])
-    planner = MPPIPlanner(action_dim=2, horizon=3, iterations=6, num_samples=512, num_elites=64, num_policy_trajs=24)
+    planner = MPPIPlanner(action_dim=2, plan_horizon=3, mppi_iterations=6, num_samples=512, num_elites=64, num_policy_trajs=24)
     start = th.zeros(1, 2)
     result = planner.plan(PointMass(goal), start, planner.warm_start(None, None, 1, start.device))
     # Reaching the goal in the first step and staying there is optimal: a_0 = goal, a_1 = a_2 = 0.
@@ -55,7 +55,9 @@ def test_mppi_plans_every_state_of_a_batch_independently():
 def test_mppi_uses_the_policy_prior():
     th.manual_seed(0)
     goal = th.tensor([0.9])
-    planner = MPPIPlanner(action_dim=1, horizon=1, iterations=1, num_samples=16, num_elites=1, num_policy_trajs=1, max_std=0.1)
+    planner = MPPIPlanner(
+        action_dim=1, plan_horizon=1, mppi_iterations=1, num_samples=16, num_elites=1, num_policy_trajs=1, max_plan_std=0.1
+    )
     start = th.zeros(1, 1)
     # The Gaussian samples stay near 0 (std 0.1): only the prior's trajectory reaches the goal.
     result = planner.plan(PointMass(goal, prior_action=goal), start, planner.warm_start(None, None, 1, start.device))
@@ -63,7 +65,7 @@ def test_mppi_uses_the_policy_prior():
 
 
 def test_mppi_warm_start_shifts_and_resets():
-    planner = MPPIPlanner(action_dim=1, horizon=3)
+    planner = MPPIPlanner(action_dim=1, plan_horizon=3)
     previous = th.tensor([[[1.0], [2.0], [3.0]], [[4.0], [5.0], [6.0]]])
     mean = planner.warm_start(previous, th.tensor([False, True]), 2, previous.device)
     assert mean[:, :, 0].tolist() == [[2.0, 3.0, 0.0], [0.0, 0.0, 0.0]]
@@ -113,7 +115,9 @@ def test_mppi_draws_the_acting_elite_by_its_score():
             return th.zeros(latent.shape[0])
 
     th.manual_seed(0)
-    planner = MPPIPlanner(action_dim=1, horizon=1, iterations=1, num_samples=8, num_elites=4, num_policy_trajs=1, max_std=0.01)
+    planner = MPPIPlanner(
+        action_dim=1, plan_horizon=1, mppi_iterations=1, num_samples=8, num_elites=4, num_policy_trajs=1, max_plan_std=0.01
+    )
     actions = th.cat([planner.plan(Bandit(), th.zeros(1, 1), th.full((1, 1, 1), -0.5)).action for _ in range(1000)])
     frequency = (actions == 1.0).float().mean().item()
     assert abs(frequency - 0.5) < 0.05, frequency
