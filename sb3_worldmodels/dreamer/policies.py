@@ -260,41 +260,29 @@ class DreamerPolicy(BasePolicy):
             value_net_arch = sizes.get("value", value_net_arch)
             actor_net_arch = sizes.get("actor", actor_net_arch)
             continuation_net_arch = sizes.get("continuation", continuation_net_arch)
-        self.arch: dict[str, Any] = dict(
-            stoch_dim=stoch_dim,
-            deter_dim=deter_dim,
-            hidden_dim=hidden_dim,
-            cnn_depth=cnn_depth,
-            mlp_net_arch=list(mlp_net_arch),
-            embed_dim=embed_dim,
-            reward_net_arch=list(reward_net_arch),
-            value_net_arch=list(value_net_arch),
-            actor_net_arch=list(actor_net_arch),
-            continuation_net_arch=list(continuation_net_arch),
-            use_continuation=use_continuation,
-            activation_fn=activation_fn,
-            init_std=init_std,
-            mean_scale=mean_scale,
-            min_std=min_std,
-            actor_learning_rate=actor_learning_rate,
-            value_learning_rate=value_learning_rate,
-        )
+        self.stoch_dim, self.deter_dim, self.hidden_dim = stoch_dim, deter_dim, hidden_dim
+        self.cnn_depth, self.embed_dim = cnn_depth, embed_dim
+        self.mlp_net_arch, self.reward_net_arch = list(mlp_net_arch), list(reward_net_arch)
+        self.value_net_arch, self.actor_net_arch = list(value_net_arch), list(actor_net_arch)
+        self.continuation_net_arch = list(continuation_net_arch)
+        self.activation_fn = activation_fn
+        self.init_std, self.mean_scale, self.min_std = init_std, mean_scale, min_std
+        self.actor_learning_rate, self.value_learning_rate = actor_learning_rate, value_learning_rate
         self.use_continuation = use_continuation
         self._build(lr_schedule)
 
     def _build(self, lr_schedule: Schedule) -> None:
-        a = self.arch
-        act = a["activation_fn"]
+        act = self.activation_fn
         self.parts = observation_parts(self.observation_space)
         self.image_keys = [key for key, space in self.parts.items() if is_image(space)]
         encoders, embed_dim = {}, 0
         for key, space in self.parts.items():
             if key in self.image_keys:
-                encoders[key] = ConvEncoder(space.shape[0], a["cnn_depth"])
+                encoders[key] = ConvEncoder(space.shape[0], self.cnn_depth)
                 embed_dim += encoders[key].output_dim
             else:
-                encoders[key] = mlp(get_flattened_obs_dim(space), a["mlp_net_arch"], a["embed_dim"], act, layer_norm=False)
-                embed_dim += a["embed_dim"]
+                encoders[key] = mlp(get_flattened_obs_dim(space), self.mlp_net_arch, self.embed_dim, act, layer_norm=False)
+                embed_dim += self.embed_dim
         # ModuleDict keys must be non-empty: "obs" stands for a plain Box observation.
         self.encoders = nn.ModuleDict({self._module_key(k): m for k, m in encoders.items()})
         self.action_dim = (
@@ -302,31 +290,31 @@ class DreamerPolicy(BasePolicy):
             if isinstance(self.action_space, spaces.Discrete)
             else int(np.prod(self.action_space.shape))
         )
-        self.rssm = RSSM(self.action_dim, embed_dim, a["stoch_dim"], a["deter_dim"], a["hidden_dim"], activation_fn=act)
+        self.rssm = RSSM(self.action_dim, embed_dim, self.stoch_dim, self.deter_dim, self.hidden_dim, activation_fn=act)
         feature_dim = self.rssm.feature_dim
         decoders = {}
         for key, space in self.parts.items():
             if key in self.image_keys:
-                decoders[key] = ConvDecoder(feature_dim, space.shape[0], a["cnn_depth"])
+                decoders[key] = ConvDecoder(feature_dim, space.shape[0], self.cnn_depth)
             else:
-                decoders[key] = mlp(feature_dim, a["mlp_net_arch"], get_flattened_obs_dim(space), act, layer_norm=False)
+                decoders[key] = mlp(feature_dim, self.mlp_net_arch, get_flattened_obs_dim(space), act, layer_norm=False)
         self.decoders = nn.ModuleDict({self._module_key(k): m for k, m in decoders.items()})
-        self.reward = mlp(feature_dim, a["reward_net_arch"], 1, act, layer_norm=False)
+        self.reward = mlp(feature_dim, self.reward_net_arch, 1, act, layer_norm=False)
         self.continuation = (
-            mlp(feature_dim, a["continuation_net_arch"], 1, act, layer_norm=False) if self.use_continuation else None
+            mlp(feature_dim, self.continuation_net_arch, 1, act, layer_norm=False) if self.use_continuation else None
         )
         self.actor = Actor(
-            feature_dim, self.action_space, a["actor_net_arch"], act, a["init_std"], a["mean_scale"], a["min_std"]
+            feature_dim, self.action_space, self.actor_net_arch, act, self.init_std, self.mean_scale, self.min_std
         )
-        self.value = mlp(feature_dim, a["value_net_arch"], 1, act, layer_norm=False)
+        self.value = mlp(feature_dim, self.value_net_arch, 1, act, layer_norm=False)
         init_as_keras(self)
 
         cls, kwargs = self.optimizer_class, dict(self.optimizer_kwargs)
         if issubclass(cls, (th.optim.Adam, th.optim.AdamW)):
             kwargs.setdefault("eps", KERAS_ADAM_EPS)
         self.world_model_optimizer = make_optimizer(cls, self.world_model_parameters(), lr_schedule(1), **kwargs)
-        self.actor_optimizer = make_optimizer(cls, self.actor.parameters(), a["actor_learning_rate"], **kwargs)
-        self.value_optimizer = make_optimizer(cls, self.value.parameters(), a["value_learning_rate"], **kwargs)
+        self.actor_optimizer = make_optimizer(cls, self.actor.parameters(), self.actor_learning_rate, **kwargs)
+        self.value_optimizer = make_optimizer(cls, self.value.parameters(), self.value_learning_rate, **kwargs)
 
     @staticmethod
     def _module_key(key: str) -> str:
@@ -340,8 +328,27 @@ class DreamerPolicy(BasePolicy):
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
-        data.update(self.arch)
-        data.update(lr_schedule=self._dummy_schedule, normalize_images=self.normalize_images)
+        data.update(
+            stoch_dim=self.stoch_dim,
+            deter_dim=self.deter_dim,
+            hidden_dim=self.hidden_dim,
+            cnn_depth=self.cnn_depth,
+            mlp_net_arch=self.mlp_net_arch,
+            embed_dim=self.embed_dim,
+            reward_net_arch=self.reward_net_arch,
+            value_net_arch=self.value_net_arch,
+            actor_net_arch=self.actor_net_arch,
+            continuation_net_arch=self.continuation_net_arch,
+            use_continuation=self.use_continuation,
+            activation_fn=self.activation_fn,
+            init_std=self.init_std,
+            mean_scale=self.mean_scale,
+            min_std=self.min_std,
+            actor_learning_rate=self.actor_learning_rate,
+            value_learning_rate=self.value_learning_rate,
+            lr_schedule=self._dummy_schedule,
+            normalize_images=self.normalize_images,
+        )
         return data
 
     # -------------------------------------------------------------- observations

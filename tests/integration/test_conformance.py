@@ -388,11 +388,11 @@ def test_dreamer_takes_sb3_net_arch_as_a_list_or_a_dict_of_its_mlps():
 
     policy = make(Dreamer, TINY_DREAMER, policy_kwargs={**TINY_DREAMER["policy_kwargs"], "net_arch": [24, 24]}).policy
     assert hidden(policy.reward) == hidden(policy.value) == [24, 24]
-    assert policy.arch["actor_net_arch"] == policy.arch["mlp_net_arch"] == [24, 24]
+    assert policy.actor_net_arch == policy.mlp_net_arch == [24, 24]
     sized = {"actor": [12], "value": [20, 20]}
     policy = make(Dreamer, TINY_DREAMER, policy_kwargs={**TINY_DREAMER["policy_kwargs"], "net_arch": sized}).policy
-    assert hidden(policy.value) == [20, 20] and policy.arch["actor_net_arch"] == [12]
-    assert policy.arch["reward_net_arch"] == TINY_DREAMER["policy_kwargs"]["reward_net_arch"]
+    assert hidden(policy.value) == [20, 20] and policy.actor_net_arch == [12]
+    assert policy.reward_net_arch == TINY_DREAMER["policy_kwargs"]["reward_net_arch"]
     with pytest.raises(ValueError, match="names its MLPs .*; got pi"):
         make(Dreamer, TINY_DREAMER, policy_kwargs={**TINY_DREAMER["policy_kwargs"], "net_arch": {"pi": [8]}})
 
