@@ -8,6 +8,19 @@ from __future__ import annotations
 
 from typing import Any
 
+
+def _dcmpc_cpu_sizes() -> dict[str, Any]:
+    """The network, batch and planner sizes of the DC-MPC CPU presets (a new dict each call)."""
+    return dict(
+        batch_size=256,
+        num_samples=128,
+        num_elites=16,
+        num_policy_trajs=8,
+        mppi_iterations=3,
+        policy_kwargs=dict(latent_dim=32, net_arch=[128, 128], encoder_net_arch=[128]),
+    )
+
+
 #: DC-MPC on Pendulum-v1 with a 2-core CPU. Differences from the paper's defaults, and why:
 #:
 #: - smaller networks and planner: a 32-slot latent (64 code values), 128-unit MLPs, MPPI with 128 samples and
@@ -22,15 +35,10 @@ DCMPC_PENDULUM_CPU: dict[str, Any] = dict(
     critic_learning_rate=1e-3,
     learning_starts=500,
     pretrain_gradient_steps=500,
-    batch_size=256,
     buffer_size=100_000,
     n_steps=3,
     exploration_noise_episodes=5,
-    num_samples=128,
-    num_elites=16,
-    num_policy_trajs=8,
-    mppi_iterations=3,
-    policy_kwargs=dict(latent_dim=32, net_arch=[128, 128], encoder_net_arch=[128]),
+    **_dcmpc_cpu_sizes(),
 )
 
 #: Env steps the quickstart trains for with :data:`DCMPC_PENDULUM_CPU`.
@@ -55,15 +63,7 @@ DCMPC_PENDULUM_FAST: dict[str, Any] = {**DCMPC_PENDULUM_CPU, "train_freq": 2, "b
 #: ``hyperparams/dcmpc_dmc_cpu.yml``. Larger sizes cost more than the 2 cores give: 64 slots with 256-unit MLPs and
 #: 256 samples ran 3.7 agent steps per second with evaluation against 10.2 for these (BENCHMARKS.md, "DC-MPC on the
 #: DeepMind Control Suite").
-DCMPC_DMC_CPU: dict[str, Any] = dict(
-    buffer_size=1_000_000,
-    batch_size=256,
-    num_samples=128,
-    num_elites=16,
-    num_policy_trajs=8,
-    mppi_iterations=3,
-    policy_kwargs=dict(latent_dim=32, net_arch=[128, 128], encoder_net_arch=[128]),
-)
+DCMPC_DMC_CPU: dict[str, Any] = dict(buffer_size=1_000_000, **_dcmpc_cpu_sizes())
 
 #: Dreamer on vector Pendulum-v1 with a 2-core CPU. Differences from the paper's defaults, and why:
 #:
