@@ -47,8 +47,12 @@ from sb3_worldmodels import DCMPC, Dreamer  # noqa: E402
 from sb3_worldmodels.zoo import HYPERPARAMS_DIR  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
-#: Published curves: CSV with columns algo,task,frame,seed,return (env frames, action repeat 2).
+#: Published curves: CSV with columns algo,task,frame,seed,return (env frames, action repeat 2); DC-MPC's from the
+#: official repository's result files (5 seeds, each value the mean of 10 evaluation episodes).
 PUBLISHED = ROOT / "published" / "dmc_curves.csv"
+#: Published points reported as mean and std only: CSV with columns algo,task,frame,mean,std,source (Dreamer at 100k
+#: env frames, from the CURL paper's DMControl100k table).
+PUBLISHED_POINTS = ROOT / "published" / "dmc_points.csv"
 
 #: algo -> (class, policy, env id of a task name)
 ALGOS: dict[str, tuple[type, str, str]] = {
@@ -214,6 +218,18 @@ def published() -> dict[tuple[str, str], dict[int, np.ndarray]]:
     return {key: {f: np.array(v) for f, v in sorted(c.items())} for key, c in curves.items()}
 
 
+def published_points() -> dict[tuple[str, str], list[tuple[int, float, float]]]:
+    """(algo, task) -> [(frame, mean, std)] of results published as mean and std only."""
+    points: dict[tuple[str, str], list[tuple[int, float, float]]] = {}
+    if PUBLISHED_POINTS.exists():
+        with PUBLISHED_POINTS.open() as file:
+            for row in csv.DictReader(file):
+                points.setdefault((row["algo"], row["task"]), []).append(
+                    (int(row["frame"]), float(row["mean"]), float(row["std"]))
+                )
+    return points
+
+
 def _band(values: np.ndarray) -> str:
     return f"{values.mean():.0f} [{values.min():.0f}-{values.max():.0f}]"
 
@@ -230,7 +246,7 @@ def plot(folder: Path, checkpoints: tuple[int, ...] = (25_000, 50_000, 100_000))
     import matplotlib.pyplot as plt
 
     runs = [json.loads(p.read_text()) for p in sorted(folder.glob("*/*/seed*.json"))]
-    reference = published()
+    reference, points = published(), published_points()
     with (folder / "summary.csv").open("w", newline="") as file:
         writer = csv.writer(file)
         writer.writerow(["label", "task", "seed", "frame", "return", "wall_s"])
@@ -252,10 +268,14 @@ def plot(folder: Path, checkpoints: tuple[int, ...] = (25_000, 50_000, 100_000))
                 values = [ref[f] for f in frames]
                 ax.plot(frames, [v.mean() for v in values], color="black", label=f"{algo} published (mean, min-max)")
                 ax.fill_between(frames, [v.min() for v in values], [v.max() for v in values], color="gray", alpha=0.25)
-                cells = [
-                    f"{ref[c].mean():.0f} [{ref[c].min():.0f}-{ref[c].max():.0f}]" if c in ref else "" for c in checkpoints
-                ]
+                cells = [_band(ref[c]) if c in ref else "" for c in checkpoints]
                 print(f"| {task} | {algo} published | {len(values[0]) if values else 0} | " + " | ".join(cells) + " | |")
+            for frame, mean, std in points.get((algo, task), []):
+                ax.errorbar(
+                    [frame], [mean], yerr=[std], fmt="o", color="black", capsize=4, label=f"{algo} published (mean, std)"
+                )
+                cells = [f"{mean:.0f} +/- {std:.0f}" if c == frame else "" for c in checkpoints]
+                print(f"| {task} | {algo} published (mean +/- std) | | " + " | ".join(cells) + " | |")
         labels = sorted({(r["algo"], r["config"], r["variant"]) for r in task_runs})
         for color, key in zip(plt.rcParams["axes.prop_cycle"].by_key()["color"], labels, strict=False):
             group = [r for r in task_runs if (r["algo"], r["config"], r["variant"]) == key]

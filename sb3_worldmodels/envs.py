@@ -7,8 +7,9 @@ Registered when ``sb3_worldmodels`` is imported (creating one imports dm_control
   (:func:`sb3_worldmodels.common.wrappers.make_state_dm_control`): a Dict of float32 vectors in sorted key order
   (``MultiInputPolicy``), action repeat 2 with the rewards of the two frames summed, 1000-frame episodes
   (500 agent steps);
-- pixels, as Dreamer's: ``sb3_worldmodels/dmc-cartpole-swingup-pixels-v0`` and ``sb3_worldmodels/dmc-walker-walk-pixels-v0``
-  (:func:`sb3_worldmodels.common.wrappers.make_pixel_dm_control`): 64x64x3 uint8 frames, action repeat 2.
+- pixels, as Dreamer's: ``sb3_worldmodels/dmc-<task>-pixels-v0`` for the same tasks, e.g.
+  ``sb3_worldmodels/dmc-cartpole-swingup-pixels-v0`` (:func:`sb3_worldmodels.common.wrappers.make_pixel_dm_control`):
+  64x64x3 uint8 frames from camera 0 (2 for quadruped, as Dreamer's code), action repeat 2.
 
 Each factory's keyword arguments (``action_repeat``; for pixels also ``size`` and ``camera_id``) can be passed to
 ``gym.make`` or as the Zoo's ``env_kwargs``.
@@ -51,11 +52,14 @@ DMC_TASKS = {
     "walker-walk": "dm_control/walker-walk-v0",
 }
 
+
+def pixel_id(task: str) -> str:
+    """The registered id of a task of :data:`DMC_TASKS` observed as 64x64 frames."""
+    return f"sb3_worldmodels/dmc-{task}-pixels-v0"
+
+
 #: Pixel id -> the dm_control task it renders.
-PIXEL_TASKS = {
-    "sb3_worldmodels/dmc-cartpole-swingup-pixels-v0": "dm_control/cartpole-swingup-v0",
-    "sb3_worldmodels/dmc-walker-walk-pixels-v0": "dm_control/walker-walk-v0",
-}
+PIXEL_TASKS = {pixel_id(task): task_id for task, task_id in DMC_TASKS.items()}
 
 
 def state_id(task: str) -> str:
@@ -80,5 +84,5 @@ def register_envs() -> None:
             gym.register(
                 pixel_id,
                 entry_point="sb3_worldmodels.common.wrappers:make_pixel_dm_control",
-                kwargs={"env_id": task_id, "size": 64, "action_repeat": 2},
+                kwargs={"env_id": task_id, "size": 64, "action_repeat": 2, "camera_id": 2 if "quadruped" in task_id else 0},
             )

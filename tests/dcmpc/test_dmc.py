@@ -267,3 +267,14 @@ def test_official_options_are_saved_and_restored(tmp_path, tiny_dcmpc_kwargs):
     assert model.undiscounted_one_step_target and model.policy.reward_bounds == (0.0, 2.0)
     planner = model.policy.planner
     assert planner.plan_discount == 0.9 and planner.shared_prior_noise and planner.terminal_action_noise
+
+
+def test_dmc_benchmark_serves_dreamer_from_pixels_with_the_published_points():
+    from sb3_worldmodels.presets import DREAMER_PIXELS_CPU
+
+    dmc = _load_benchmark()
+    for task in ("cartpole-swingup", "walker-walk", "reacher-easy", "finger-spin"):
+        assert dmc.config("dreamer", task, "cpu") == DREAMER_PIXELS_CPU
+        assert dmc.ALGOS["dreamer"][2].format(task=task) in gym.envs.registry
+    assert dmc.published_points()[("dreamer", "walker-walk")] == [(100_000, 277.0, 12.0)]
+    assert dmc.published_points()[("dreamer", "cartpole-swingup")] == [(100_000, 326.0, 27.0)]
