@@ -1,13 +1,22 @@
-"""keep_freed_memory: freed memory reused, the heap top never trimmed (glibc)."""
+"""keep_freed_memory: freed memory reused, the heap top never trimmed (glibc).
+
+These tests measure the C allocator's behaviour in subprocesses (one writes 2.25 GiB); they run when
+``SB3_WORLDMODELS_ALLOCATOR_TESTS=1``.
+"""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
 import pytest
 
 from sb3_worldmodels.common import allocator
+
+pytestmark = pytest.mark.skipif(
+    os.environ.get("SB3_WORLDMODELS_ALLOCATOR_TESTS") != "1", reason="allocator tests: SB3_WORLDMODELS_ALLOCATOR_TESTS=1"
+)
 
 
 # ------------------------------------------------------------------------------------------- allocator
