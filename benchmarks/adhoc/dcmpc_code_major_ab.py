@@ -4,7 +4,7 @@
 
 "slot-major" is the computation before session 7: logits ``(batch, slot, code)`` straight from the stored output
 layer, softmax / log-softmax / argmax over the innermost 15 codes, one-hot straight-through sample. "code-major" is
-the current one (``DCMPCPolicy.code_major_head``). Both run on the same model and batch, A and B alternately in each
+the current one (``DCMPCPolicy.dynamics_head_by_code``). Both run on the same model and batch, A and B alternately in each
 round, so that the machine's drift affects both alike. Reported per round: median of 3 calls of each.
 """
 

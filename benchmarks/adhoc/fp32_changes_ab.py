@@ -105,7 +105,7 @@ class ExpVariant:
         if exp2:
             functions = cls.current
         else:
-            functions = (cls.mish_function_forward, cls.mish_forward, DCMPCPolicy.code_major_head, cls.expected_codes)
+            functions = (cls.mish_function_forward, cls.mish_forward, DCMPCPolicy.dynamics_head_by_code, cls.expected_codes)
         networks._MishFunction.forward = staticmethod(functions[0])
         networks.Mish.forward, DCMPCPolicy.planning_head, DCMPCPolicy.expected_codes = functions[1:]
 

@@ -230,7 +230,7 @@ class _ConvolutionFunction(th.autograd.Function):
         return grad_x, grad_weight, grad_bias, *(None,) * len(ctx.options)
 
 
-def _takes_own_path(x: th.Tensor, module: nn.modules.conv._ConvNd) -> bool:
+def _uses_split_bias_gradient(x: th.Tensor, module: nn.modules.conv._ConvNd) -> bool:
     """Whether :class:`Conv2d` / :class:`ConvTranspose2d` take their own path (:func:`_convolution`, and
     :class:`_ConvolutionFunction` with gradients): float32 on a CPU, no autocast, zero padding, outside ``torch.compile``."""
     return (
@@ -264,7 +264,7 @@ class Conv2d(nn.Conv2d):
     """
 
     def forward(self, x: th.Tensor) -> th.Tensor:
-        return _module_convolution(self, x) if _takes_own_path(x, self) else super().forward(x)
+        return _module_convolution(self, x) if _uses_split_bias_gradient(x, self) else super().forward(x)
 
 
 class ConvTranspose2d(nn.ConvTranspose2d):
@@ -272,7 +272,7 @@ class ConvTranspose2d(nn.ConvTranspose2d):
     :class:`Conv2d`; with few output channels its forward pass is :func:`_sub_pixel_convolution`."""
 
     def forward(self, x: th.Tensor, output_size: list[int] | None = None) -> th.Tensor:
-        if output_size is not None or not _takes_own_path(x, self):
+        if output_size is not None or not _uses_split_bias_gradient(x, self):
             return super().forward(x, output_size)
         return _module_convolution(self, x)
 

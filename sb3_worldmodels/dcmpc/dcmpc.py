@@ -463,7 +463,7 @@ class DCMPC(WorldModelAlgorithm):
             # the logits, (step, batch, code, slot).
             shape = (max(H - 1, 1), batch_size, policy.quantizer.codebook_size, policy.latent_dim)
             gumbel = self._gumbel_noise(shape)
-        head = policy.code_major_head()  # one reordered copy of the dynamics' output layer for the whole rollout
+        head = policy.dynamics_head_by_code()  # one reordered copy of the dynamics' output layer for the whole rollout
         first_codes = codes
         consistency_loss = reward_loss = th.zeros((), device=self.device)
         for t in range(H):
@@ -565,7 +565,7 @@ class DCMPC(WorldModelAlgorithm):
         true_codes = policy.encode(_flatten_time(data.observations)).view(n_sequences, horizon + 1, -1)
         codes = true_codes[:, 0]
         accuracy, latent_mse, reward_mse = [], [], []
-        head = policy.code_major_head()
+        head = policy.dynamics_head_by_code()
 
         def mean(values: th.Tensor, t: int) -> th.Tensor:
             return (values * data.mask[:, t]).sum() / data.mask[:, t].sum().clamp(min=1)

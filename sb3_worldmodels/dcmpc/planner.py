@@ -25,7 +25,7 @@ class LatentModel(Protocol):
         actions) is added to the policy's action there."""
 
 
-def draws_noise(std: float | th.Tensor) -> bool:
+def noise_is_drawn(std: float | th.Tensor) -> bool:
     """Whether noise of std ``std`` is drawn: a float only above 0; a 0-d tensor (an input of a CUDA graph of the
     planning call, whose value changes between replays) always."""
     return isinstance(std, th.Tensor) or std > 0
@@ -142,7 +142,7 @@ class MPPIPlanner:
     ) -> PlanResult:
         """Plan from ``E`` start latents ``(E, D)`` with initial mean ``(E, horizon, A)``.
 
-        :param policy_noise_std: Std of the Gaussian noise on the policy prior's actions (drawn as :func:`draws_noise`
+        :param policy_noise_std: Std of the Gaussian noise on the policy prior's actions (drawn as :func:`noise_is_drawn`
             says).
         """
         n_states, device = latent.shape[0], latent.device
@@ -155,7 +155,7 @@ class MPPIPlanner:
         reuse = self.reuse_policy_rollouts and P > 0
         z = latent.repeat_interleave(P, dim=0)
         policy_returns, discount = th.zeros(n_states * P, device=device), 1.0
-        noisy = draws_noise(policy_noise_std)
+        noisy = noise_is_drawn(policy_noise_std)
         for t in range(H if P > 0 else 0):
             prior = model.policy_prior(z)
             if noisy:

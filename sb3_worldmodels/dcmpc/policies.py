@@ -20,7 +20,7 @@ from sb3_worldmodels.common.optim import make_optimizer
 from sb3_worldmodels.common.precision import autocast, no_autocast
 from sb3_worldmodels.common.spaces import as_contiguous, check_predict_inputs, to_env_actions
 from sb3_worldmodels.dcmpc.fsq import FSQ
-from sb3_worldmodels.dcmpc.planner import MPPIPlanner, PlanResult, draws_noise
+from sb3_worldmodels.dcmpc.planner import MPPIPlanner, PlanResult, noise_is_drawn
 
 # Seed of the planner's noise when predict(deterministic=True): the same input then gives the same action.
 DETERMINISTIC_PLANNER_SEED = 0
@@ -176,7 +176,7 @@ class DCMPCPolicy(BasePolicy):
         """Codebook index of every latent slot, ``(batch, latent_dim)``."""
         return self.quantizer.codes_to_indices(codes.view(codes.shape[0], self.latent_dim, self.quantizer.num_channels))
 
-    def code_major_head(self) -> tuple[th.Tensor, th.Tensor]:
+    def dynamics_head_by_code(self) -> tuple[th.Tensor, th.Tensor]:
         """Weight and bias of the dynamics' output layer with its rows reordered code-major.
 
         The layer is stored slot-major (row ``s * K + k`` for slot ``s`` and code ``k``, as in the official code and
@@ -197,12 +197,12 @@ class DCMPCPolicy(BasePolicy):
     ) -> th.Tensor:
         """Logits of the next code of every slot, code-major ``(batch, codebook_size, latent_dim)`` (DC-MPC eq. 2).
 
-        :param head: :meth:`code_major_head`, computed once for several calls; computed here when not given.
+        :param head: :meth:`dynamics_head_by_code`, computed once for several calls; computed here when not given.
         """
         hidden = th.cat([codes, action], dim=-1)
         for layer in list(self.dynamics)[:-1]:
             hidden = layer(hidden)
-        weight, bias = self.code_major_head() if head is None else head
+        weight, bias = self.dynamics_head_by_code() if head is None else head
         logits = linear(hidden, weight, bias).float()
         return logits.view(codes.shape[0], self.quantizer.codebook_size, self.latent_dim)
 
@@ -213,26 +213,28 @@ class DCMPCPolicy(BasePolicy):
         return (codebook.t() @ probs).transpose(1, 2).flatten(1).float()
 
     def planning_head(self) -> tuple[th.Tensor, th.Tensor]:
-        """:meth:`code_major_head` times ``log2(e)``: the logits it gives are in base 2, ``log2`` of the probabilities up
+        """:meth:`dynamics_head_by_code` times ``log2(e)``: the logits it gives are in base 2, ``log2`` of the probabilities up
         to a constant, for :meth:`expected_codes`. A copy; planning computes it once per call."""
-        weight, bias = self.code_major_head()
+        weight, bias = self.dynamics_head_by_code()
         return weight * LOG2E, bias * LOG2E
 
-    def expected_codes(self, logits2: th.Tensor) -> th.Tensor:
+    def expected_codes(self, base2_logits: th.Tensor) -> th.Tensor:
         """Expected code of every slot under ``softmax(logits)``, flattened, from code-major logits in base 2,
-        ``logits2 = logits * log2(e)`` (from :meth:`planning_head`); ``logits2`` is overwritten (planning's fast path;
-        the same values as ``codes_from_probs(th.softmax(logits, dim=1))``).
+        ``base2_logits = logits * log2(e)`` (from :meth:`planning_head`); ``base2_logits`` is overwritten (planning's fast
+        path; the same values as ``codes_from_probs(th.softmax(logits, dim=1))``).
 
-        One ``exp2(logits2 - max)`` in place, then a single small product with ``[codebook, 1]`` gives the weighted sums
+        One ``exp2(base2_logits - max)`` in place, then a single small product with ``[codebook, 1]`` gives the weighted sums
         and the normaliser together: 6.2-6.4 ms against 7.4-7.8 ms per dynamics step at the paper's sizes. PyTorch's CPU
         ``exp2`` is 2.5x faster than its ``exp`` (0.6 against 1.6 ms for one step's 3.75 million logits, BENCHMARKS.md,
         "Per-call times at the paper's sizes"); the head's weights carry the factor ``log2(e)``, so it costs no extra
         pass over the logits.
         """
-        codebook = self.quantizer.codebook.to(logits2.dtype)
+        codebook = self.quantizer.codebook.to(base2_logits.dtype)
         weights = th.cat([codebook, th.ones_like(codebook[:, :1])], dim=1)  # (codebook_size, channels + 1)
-        with no_autocast(logits2.device):  # a small product: under mixed precision, casting the logits costs more
-            sums = weights.t() @ logits2.sub_(logits2.amax(dim=1, keepdim=True)).exp2_()  # (batch, channels + 1, slots)
+        with no_autocast(base2_logits.device):  # a small product: under mixed precision, casting the logits costs more
+            sums = (
+                weights.t() @ base2_logits.sub_(base2_logits.amax(dim=1, keepdim=True)).exp2_()
+            )  # (batch, channels + 1, slots)
         channels = codebook.shape[1]
         return (sums[:, :channels] / sums[:, channels:]).transpose(1, 2).flatten(1).float()
 
@@ -268,8 +270,8 @@ class DCMPCPolicy(BasePolicy):
     def _imagine_step(
         self, latent: th.Tensor, action: th.Tensor, head_weight: th.Tensor, head_bias: th.Tensor
     ) -> tuple[th.Tensor, th.Tensor]:
-        logits2 = self.dynamics_logits(latent, action, (head_weight, head_bias))  # base 2: planning_head
-        return self.expected_codes(logits2), self.predict_reward(latent, action)
+        base2_logits = self.dynamics_logits(latent, action, (head_weight, head_bias))  # base 2: planning_head
+        return self.expected_codes(base2_logits), self.predict_reward(latent, action)
 
     def policy_prior(self, latent: th.Tensor) -> th.Tensor:
         return self.act(latent)
@@ -339,7 +341,7 @@ class DCMPCPolicy(BasePolicy):
         """The planning call of :meth:`plan`, run eagerly or captured in a CUDA graph (:class:`PlanGraph`).
 
         :param noise_std: Std of the exploration noise, on the policy prior's actions and on the action chosen (drawn
-            as :func:`~sb3_worldmodels.dcmpc.planner.draws_noise` says).
+            as :func:`~sb3_worldmodels.dcmpc.planner.noise_is_drawn` says).
         """
         latent = self.encode(obs)
         mean = self.planner.warm_start(previous_mean, episode_start, latent.shape[0], latent.device)
@@ -351,7 +353,7 @@ class DCMPCPolicy(BasePolicy):
         finally:
             self._planning_head = None
         action = result.action
-        if draws_noise(noise_std):
+        if noise_is_drawn(noise_std):
             action = (action + noise_std * th.randn_like(action)).clamp(-1, 1)
         return result._replace(action=action)
 
