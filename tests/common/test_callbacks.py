@@ -42,3 +42,16 @@ def test_open_loop_video_shows_truth_prediction_and_difference(tmp_path):
     # The difference row is |prediction - truth| (up to uint8 rounding).
     np.testing.assert_allclose(difference, np.abs(prediction.astype(int) - truth.astype(int)), atol=2)
     assert list(tmp_path.glob("Dreamer_1/events.out.tfevents.*"))
+
+
+def test_open_loop_video_warns_once_when_episodes_are_shorter_than_context_and_horizon():
+    import gymnasium as gym
+    import pytest
+
+    env = gym.wrappers.TimeLimit(make_pixel_cartpole(size=64), max_episode_steps=5)
+    model = Dreamer("CnnPolicy", env, seed=0, **{**TINY_DREAMER, "learning_starts": 30})
+    callback = OpenLoopVideoCallback(log_freq=10, context=2, horizon=6, n_sequences=2)
+    with pytest.warns(UserWarning, match="fewer than the 8 that context 2 \\+ horizon 6 needs") as record:
+        model.learn(50, callback=callback)
+    assert sum("OpenLoopVideoCallback" in str(w.message) for w in record) == 1
+    assert callback.last_image is not None  # it still draws the figure, with the padded steps
