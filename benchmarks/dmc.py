@@ -10,7 +10,8 @@ Table and plots (one PNG per task: our seeds, their mean, the published mean and
     python benchmarks/dmc.py --plot benchmarks/results/dmc
 
 Runs go one after the other in this process (task by task, seed by seed). Every ``--eval-every`` env frames
-(5,000) the deterministic policy is evaluated on ``--eval-episodes`` (10) episodes of a separate env, and the run
+(5,000) the deterministic policy is evaluated on ``--eval-episodes`` (10) episodes, one on each of as many separate envs
+stepped together (one batched planning call per step), and the run
 is checkpointed: model and replay buffer under ``--state`` (outside the repository by default; large), the curve as
 JSON under ``--out`` (small, committed). Started again with the same arguments, or a larger ``--frames``, a run
 continues from its last checkpoint (the partial episode in progress is dropped and the envs are reset); a finished
@@ -42,6 +43,7 @@ import yaml  # noqa: E402
 from stable_baselines3.common.evaluation import evaluate_policy  # noqa: E402
 from stable_baselines3.common.logger import CSVOutputFormat, KVWriter, Logger  # noqa: E402
 from stable_baselines3.common.monitor import Monitor  # noqa: E402
+from stable_baselines3.common.vec_env import DummyVecEnv  # noqa: E402
 
 from sb3_worldmodels import DCMPC, Dreamer  # noqa: E402
 from sb3_worldmodels.zoo import HYPERPARAMS_DIR  # noqa: E402
@@ -156,8 +158,10 @@ def run(
     state_dir = state / label / task / f"seed{seed}"
     kwargs = {**config(algo, task, config_name), **VARIANTS[algo][variant], **override}
     env = gym.make(env_id)
-    eval_env = Monitor(gym.make(env_id))
-    eval_env.reset(seed=10_000 + seed)
+    # One env per evaluation episode, stepped together: each step plans for all of them in one batched call (the
+    # deterministic planner plans every state of a batch as if alone), about 3x faster than one episode after another.
+    eval_env = DummyVecEnv([lambda: Monitor(gym.make(env_id)) for _ in range(eval_episodes)])
+    eval_env.seed(10_000 + 100 * seed)
     if (state_dir / "model.zip").exists() and curve_path.exists():
         model = cls.load(state_dir / "model.zip", env=env, device="cpu")
         model.load_replay_buffer(state_dir / "replay_buffer.pkl")
@@ -173,7 +177,7 @@ def run(
         model = cls(policy, env, seed=seed, device="cpu", verbose=verbose, **kwargs)
         curve = dict(
             algo=algo, task=task, env_id=env_id, seed=seed, config=config_name, variant=variant, override=override,
-            action_repeat=action_repeat, eval_episodes=eval_episodes, kwargs=repr(kwargs),
+            action_repeat=action_repeat, eval_episodes=eval_episodes, eval_envs=eval_episodes, kwargs=repr(kwargs),
             frames=[], returns=[], return_std=[], wall_s=[], commits=[],
         )  # fmt: skip
     curve_path.parent.mkdir(parents=True, exist_ok=True)

@@ -146,7 +146,7 @@ def test_dmc_benchmark_runs_resumes_and_plots(tmp_path):
     )  # fmt: skip
     args = dict(
         algo="dcmpc", task="cartpole-swingup", seed=0, config_name="cpu", variant="ours", override=tiny,
-        eval_every=400, eval_episodes=1, out=tmp_path / "out", state=tmp_path / "state",
+        eval_every=400, eval_episodes=2, out=tmp_path / "out", state=tmp_path / "state",
     )  # fmt: skip
     curve = dmc.run(frames=800, **args)
     assert curve["frames"] == [400, 800] and curve["action_repeat"] == 2
