@@ -6,7 +6,7 @@ last layer as a sub-pixel convolution.
 ``torch.ops.aten.convolution_backward`` with the input, weight and bias gradients in one call (as PyTorch's modules
 ask for them) against the input and weight gradients only, plus the bias gradient as a sum; and the forward pass of
 the 32-to-3 transposed convolution against ``networks._sub_pixel_convolution``. Channels-last, 2 threads, median of
-``--rounds`` calls in turn. "Session 13" under "Dreamer speed" in BENCHMARKS.md.
+``--rounds`` calls in turn. "Per-call times at the paper's sizes" in BENCHMARKS.md.
 """
 
 import argparse

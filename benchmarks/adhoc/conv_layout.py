@@ -2,7 +2,7 @@
 
     python benchmarks/adhoc/conv_layout.py
 
-"Session 5: channels-last convolutions" in BENCHMARKS.md (the encoder / decoder milliseconds). The layout is now
+"Per-call times at the paper's sizes" in BENCHMARKS.md (the encoder / decoder milliseconds). The layout is now
 fixed inside the modules, so the "contiguous" rows convert them back to NCHW for the comparison.
 """
 

@@ -2,7 +2,7 @@
 
     python benchmarks/adhoc/dcmpc_code_major_ab.py [--rounds 6] [--malloc keep-freed|default]
 
-"slot-major" is the computation before session 7: logits ``(batch, slot, code)`` straight from the stored output
+"slot-major" is the computation before the change: logits ``(batch, slot, code)`` straight from the stored output
 layer, softmax / log-softmax / argmax over the innermost 15 codes, one-hot straight-through sample. "code-major" is
 the current one (``DCMPCPolicy.dynamics_head_by_code``). Both run on the same model and batch, A and B alternately in each
 round, so that the machine's drift affects both alike. Reported per round: median of 3 calls of each.
@@ -26,7 +26,7 @@ from sb3_worldmodels.dcmpc.dcmpc import _flatten_time, _select_time, gumbel_nois
 
 
 def slot_major_world_model_step(model, data) -> None:
-    """The world-model update as it was before session 7 (same losses; slot-major logits)."""
+    """The world-model update as it was before the change (same losses; slot-major logits)."""
     policy, H = model.policy, model.horizon
     batch, slots, size = data.actions.shape[0], policy.latent_dim, policy.quantizer.codebook_size
     codes = policy.encode(_select_time(data.observations, 0))

@@ -2,7 +2,7 @@
 
     python benchmarks/adhoc/dcmpc_compiled_world_model.py
 
-"Session 5: where a paper-size update goes" in BENCHMARKS.md. A copy of the loss of DCMPC._update_world_model.
+"Per-call times at the paper's sizes" in BENCHMARKS.md. A copy of the loss of DCMPC._update_world_model.
 """
 
 import sys

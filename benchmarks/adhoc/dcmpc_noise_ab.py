@@ -2,8 +2,8 @@
 
     python benchmarks/adhoc/dcmpc_noise_ab.py [--rounds 8] [--malloc keep-freed|default]
 
-"Session 9" under "DC-MPC speed at the paper's sizes" in BENCHMARKS.md. "torch.rand" is the noise as drawn before
-session 9 (one float32 uniform per element from PyTorch's serial CPU generator, a fresh tensor every update); "words" is
+"Per-call times at the paper's sizes" in BENCHMARKS.md. "torch.rand" is the noise as drawn before the
+change (one float32 uniform per element from PyTorch's serial CPU generator, a fresh tensor every update); "words" is
 the current one (two uniforms from each 64-bit random integer, written to memory kept from the last update). Each
 round times the noise alone (median of 5 draws of the paper-size update's 4 x 512 x 15 x 512 values) and whole
 updates (median of 3) with each, A and B alternately, on the same model (paper sizes, 2 threads).
@@ -27,7 +27,7 @@ current = dcmpc_module.gumbel_noise
 
 
 def torch_rand_noise(shape, device, buffer=None):
-    """The noise before session 9."""
+    """The noise before the change."""
     return th.rand(shape, device=device).clamp_(min=1e-20).log_().neg_().log_().neg_()
 
 

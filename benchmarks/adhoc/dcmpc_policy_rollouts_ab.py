@@ -2,8 +2,8 @@
 
     python benchmarks/adhoc/dcmpc_policy_rollouts_ab.py [--rounds 8] [--malloc keep-freed|default]
 
-"Session 9" under "DC-MPC speed at the paper's sizes" in BENCHMARKS.md. ``MPPIPlanner.reuse_policy_rollouts`` False
-(every sequence rolled out in every iteration, as before session 9) and True (the default), A and B alternately in each
+"Per-call times at the paper's sizes" in BENCHMARKS.md. ``MPPIPlanner.reuse_policy_rollouts`` False
+(every sequence rolled out in every iteration, as before the change) and True (the default), A and B alternately in each
 round on the same model (paper sizes, 2 threads); per round the median of 3 planning calls of each.
 """
 

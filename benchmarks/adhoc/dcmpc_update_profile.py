@@ -3,7 +3,7 @@
     python benchmarks/adhoc/dcmpc_update_profile.py [--call update|plan] [--shapes] [--malloc keep-freed|default]
         [--warmup 1]
 
-"Session 5: where a paper-size update goes" and "Session 7" in BENCHMARKS.md (session 5 ran it before the --call,
+"Per-call times at the paper's sizes" in BENCHMARKS.md (it was run once before the --call,
 --shapes and --malloc options existed, with glibc's default allocator).
 """
 

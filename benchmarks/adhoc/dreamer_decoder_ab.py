@@ -3,8 +3,8 @@ alternately in one process (paper pixel sizes, 2 threads).
 
     python benchmarks/adhoc/dreamer_decoder_ab.py [--rounds 4] [--malloc keep-freed|default]
 
-"Session 9" under "Dreamer speed at the paper's sizes" in BENCHMARKS.md. "transposed convolution" is the decoder as it
-was before session 9 (the 1x1 input through ``nn.ConvTranspose2d``); "product" is the current ``ConvDecoder.forward``.
+"Per-call times at the paper's sizes" in BENCHMARKS.md. "transposed convolution" is the decoder as it
+was before the change (the 1x1 input through ``nn.ConvTranspose2d``); "product" is the current ``ConvDecoder.forward``.
 Each round times the decoder alone (forward and backward of 2500 features, median of 3) and one whole update with
 each, A and B alternately, on the same model.
 """
@@ -28,7 +28,7 @@ product_forward = ConvDecoder.forward
 
 
 def convolution_forward(self: ConvDecoder, feature: th.Tensor) -> th.Tensor:
-    """The decoder before session 9."""
+    """The decoder before the change."""
     x = self.dense(feature).view(-1, self.embed_dim, 1, 1).contiguous(memory_format=th.channels_last)
     return self.net(x).float().contiguous()
 

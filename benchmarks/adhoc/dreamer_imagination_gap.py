@@ -5,7 +5,7 @@ rollout) with the real reward sum of the next 15 steps.
 
     python benchmarks/adhoc/dreamer_imagination_gap.py SEED STEPS THREADS
 
-Session 6, BENCHMARKS.md ("Imagination against reality").
+BENCHMARKS.md, "Ideas tried and rejected".
 """
 
 import sys

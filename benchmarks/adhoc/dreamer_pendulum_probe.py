@@ -1,4 +1,4 @@
-"""Probes of a Dreamer Pendulum-v1 run every 500 env steps (X1 settings of BENCHMARKS.md, session 5).
+"""Probes of a Dreamer Pendulum-v1 run every 500 env steps (X1 settings of BENCHMARKS.md, "Ideas tried and rejected").
 
     python benchmarks/adhoc/dreamer_pendulum_probe.py SEED STEPS models   # predicted reward and value over 13 angles
     python benchmarks/adhoc/dreamer_pendulum_probe.py SEED STEPS balance  # 100-step return from rest at the top

@@ -4,7 +4,7 @@ imagined return, actor entropy, losses, KL).
 
     python benchmarks/adhoc/dreamer_pendulum_stats.py SEED STEPS THREADS [JSON overrides of DREAMER_PENDULUM_CPU]
 
-Session 5, "Where the time to learn goes" in BENCHMARKS.md.
+BENCHMARKS.md, "Ideas tried and rejected".
 """
 
 import json

@@ -4,7 +4,7 @@ deterministic episodes from ``reset(seed=123)``.
 
     python benchmarks/adhoc/dreamer_pendulum_test_seeds.py STEPS THREADS SEED [SEED ...]
 
-Session 6, BENCHMARKS.md.
+BENCHMARKS.md, "Ideas tried and rejected".
 """
 
 import sys

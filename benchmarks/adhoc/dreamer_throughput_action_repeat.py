@@ -2,7 +2,7 @@
 
     python benchmarks/adhoc/dreamer_throughput_action_repeat.py JSON_OVERRIDES REPEAT
 
-"Session 5: Dreamer throughput with fewer imagination starts" in BENCHMARKS.md.
+"Per-call times at the paper's sizes" in BENCHMARKS.md.
 """
 
 import json

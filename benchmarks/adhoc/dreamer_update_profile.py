@@ -2,7 +2,7 @@
 
     python benchmarks/adhoc/dreamer_update_profile.py [--malloc keep-freed|default]
 
-"Session 7" under "Dreamer speed at the paper's sizes" in BENCHMARKS.md.
+"Per-call times at the paper's sizes" in BENCHMARKS.md.
 """
 
 import argparse

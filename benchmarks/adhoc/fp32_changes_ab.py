@@ -1,21 +1,21 @@
-"""Session 11's float32 speed changes, before ("A") and after ("B"), alternately in one process.
+"""The float32 speed changes, before ("A") and after ("B"), alternately in one process.
 
     python benchmarks/adhoc/fp32_changes_ab.py [--change onednn|ensemble|exp2|relu-inplace|conv-bias|trim]
         [--algo dcmpc|dreamer]
         [--size paper|paper-vector|pendulum-cpu|pixels-cpu] [--threads 2] [--rounds 6] [--repeats 3] [--compile-planner]
         [--malloc keep-freed|default]
 
-"Session 11" under "DC-MPC speed at the paper's sizes" and "Dreamer speed at the paper's sizes" in BENCHMARKS.md.
+"Per-call times at the paper's sizes" in BENCHMARKS.md.
 ``--change onednn``: linear layers through MKL (``F.linear``, A) or oneDNN (``networks.linear``, B), switched with
 ``networks.ONEDNN_LINEAR``. ``--change ensemble``: an ensemble layer whose input the members share (the critics' first
 layer) as one batched product per member (``baddbmm``, A) or one product with the members side by side (B).
 ``--change exp2``: ``exp`` (A) or ``exp2`` (B) in Mish and in planning's expected codes (whose logits are then in base 2).
 ``--change relu-inplace``: Dreamer's convolutional encoder and decoder with ``nn.ReLU()`` (A) or ``nn.ReLU(inplace=True)``
 (B).
-``--change conv-bias`` (session 13): Dreamer's convolutions as PyTorch computes them (A) or with their bias gradients
+``--change conv-bias``: Dreamer's convolutions as PyTorch computes them (A) or with their bias gradients
 summed apart and, for the image decoder's last layer, a sub-pixel forward pass (B, ``networks.OWN_CPU_CONVOLUTIONS``;
 with ``--sub-pixel-max-channels 0`` only the bias gradients).
-``--change trim`` (session 14): :func:`sb3_worldmodels.keep_freed_memory` as before session 14, with glibc's heap top
+``--change trim``: :func:`sb3_worldmodels.keep_freed_memory` as before the change, with glibc's heap top
 trimmed above 2 GiB (A), or never trimmed, as now (B); set with ``mallopt`` between the variants. The update's
 losses are not compared for it (:func:`compare_losses` says why).
 Every round times each call ``--repeats`` times with A and then with B, on the same model (``--size``: DC-MPC
@@ -49,7 +49,7 @@ batched_per_member = networks.EnsembleLinear.forward
 
 
 def trim_heap_top_above_2_gib(flag: bool) -> None:
-    """glibc's trim threshold: 2 GiB, the largest positive value (``keep_freed_memory`` before session 14), or -1
+    """glibc's trim threshold: 2 GiB, the largest positive value (``keep_freed_memory`` before the change), or -1
     (never trim, as it is now)."""
     set_option = allocator.mallopt()
     if set_option is None or not set_option(allocator.M_TRIM_THRESHOLD, 2**31 - 1 if flag else -1):
@@ -57,7 +57,7 @@ def trim_heap_top_above_2_gib(flag: bool) -> None:
 
 
 def side_by_side(self, x: th.Tensor, members: th.Tensor | None = None) -> th.Tensor:
-    """Tried in session 11 and not kept (no gain): an input shared by the members as one product with the members'
+    """Tried and not kept (no gain): an input shared by the members as one product with the members'
     weights side by side, ``(batch, in) @ (in, n * out)``, laid out in a copy."""
     weight, bias = (self.weight, self.bias) if members is None else (self.weight[members], self.bias[members])
     if x.dim() != 2:
@@ -69,7 +69,7 @@ def side_by_side(self, x: th.Tensor, members: th.Tensor | None = None) -> th.Ten
 
 
 class ExpVariant:
-    """Mish and planning's expected codes with ``exp`` (before session 11) or ``exp2`` (current)."""
+    """Mish and planning's expected codes with ``exp`` (before the change) or ``exp2`` (current)."""
 
     current = (
         networks._MishFunction.forward,
@@ -165,7 +165,7 @@ def compare_losses(model: Any, use: Callable[[bool], None]) -> None:
     """The same update from the same state with A and with B: the losses logged by the model's logger.
 
     Not for ``--change trim``: the copies of the state made here sit above the update's activations in the heap, so
-    the heap top is never trimmed afterwards and A looks like B (session 14: 1.00 that way, against faults of about
+    the heap top is never trimmed afterwards and A looks like B (measured: 1.00 that way, against faults of about
     2 GB per update with A without the copies).
     """
     state = copy.deepcopy(model.policy.state_dict())

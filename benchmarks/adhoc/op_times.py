@@ -6,8 +6,8 @@
 A ``TorchDispatchMode`` times each call with ``perf_counter`` and counts the page faults it took (``getrusage``); the
 report lists the slowest kinds of call (operator, input shapes and layouts: ``C`` contiguous, ``CL`` channels-last,
 ``S`` other strides) per update, then the time per operator. The mode itself costs some Python per call, so the sum
-of the calls is a little under the update's time. "Session 13" under "Dreamer speed" and "DC-MPC speed" in
-BENCHMARKS.md: this found the convolutions' slow bias gradients.
+of the calls is a little under the update's time. "Per-call times at the paper's sizes" in BENCHMARKS.md: this found
+the convolutions' slow bias gradients.
 """
 
 import argparse

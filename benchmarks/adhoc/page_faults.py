@@ -2,7 +2,8 @@
 
     python benchmarks/adhoc/page_faults.py --algo dcmpc|dreamer [--malloc keep-freed|default] [--calls 6]
 
-DC-MPC: one update and one planning call per line; Dreamer: one pixel update per line. "Session 7" in BENCHMARKS.md.
+DC-MPC: one update and one planning call per line; Dreamer: one pixel update per line. "Per-call times at the paper's
+sizes" in BENCHMARKS.md.
 """
 
 import argparse
