@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import resource
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from typing import NamedTuple
@@ -13,7 +15,11 @@ from typing import NamedTuple
 import torch as th
 from torch.utils.flop_counter import FlopCounterMode, register_flop_formula
 
-from sb3_worldmodels.common.allocator import keep_freed_memory
+#: glibc's malloc keeping freed memory for reuse (docs/performance.md, "Memory allocator"): nothing under 1 GiB
+#: mmapped, the heap top trimmed only above 1 TiB (never), 64 MiB of extra heap whenever it grows.
+GLIBC_KEEP_FREED = (
+    "glibc.malloc.mmap_threshold=1073741824:glibc.malloc.trim_threshold=1099511627776:glibc.malloc.top_pad=67108864"
+)
 
 
 def add_malloc_option(parser: argparse.ArgumentParser) -> None:
@@ -22,13 +28,29 @@ def add_malloc_option(parser: argparse.ArgumentParser) -> None:
         "--malloc",
         choices=["keep-freed", "default"],
         default="keep-freed",
-        help="keep-freed: sb3_worldmodels.keep_freed_memory() first (as the Zoo entry point does); default: glibc as is",
+        help="keep-freed: run again with GLIBC_TUNABLES=<GLIBC_KEEP_FREED> unless GLIBC_TUNABLES or LD_PRELOAD is set;"
+        " default: the C allocator as the environment sets it",
     )
 
 
 def apply_malloc_option(args: argparse.Namespace) -> None:
-    if args.malloc == "keep-freed":
-        keep_freed_memory()
+    """With ``--malloc keep-freed``, replace this process by the same command with glibc keeping freed memory.
+
+    The C allocator is chosen from the environment when a process starts, so the setting takes a new process
+    (``os.execve``; nothing has run yet). An allocator set from outside, ``GLIBC_TUNABLES`` or ``LD_PRELOAD``, is left
+    as it is.
+    """
+    if args.malloc == "keep-freed" and not {"GLIBC_TUNABLES", "LD_PRELOAD"} & os.environ.keys():
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, "GLIBC_TUNABLES": GLIBC_KEEP_FREED})
+
+
+def malloc_setting() -> str:
+    """The allocator settings of this process's environment, for the header of a result (``keep-freed``: glibc with
+    ``GLIBC_KEEP_FREED`` alone)."""
+    names = [name for name in ("LD_PRELOAD", "GLIBC_TUNABLES", "MALLOC_CONF") if name in os.environ]
+    if names == ["GLIBC_TUNABLES"] and os.environ["GLIBC_TUNABLES"] == GLIBC_KEEP_FREED:
+        return "keep-freed"
+    return ",".join(f"{name}={os.environ[name]}" for name in names) or "default"
 
 
 class Rate(NamedTuple):
@@ -68,7 +90,7 @@ def matmul_rate(dtype: th.dtype, size: int = 1024, repeats: int = 20, device: th
 
     On CUDA, float32 products run in full float32 (PyTorch's default ``float32_matmul_precision("highest")``, no TF32).
     On an x86 CPU two backends are timed and the faster gives the rate: ``a @ b`` (MKL in float32, oneDNN in bf16 and
-    fp16) and oneDNN's linear, which ``networks.linear`` uses for float32 (1.0-1.1x MKL's rate at
+    fp16) and oneDNN's linear, which ``accel.cpu_kernels.linear`` uses for float32 (1.0-1.1x MKL's rate at
     1024^3 on the Zen 4 host), so that the floor is that of the fastest products this machine offers.
     """
     a, b = th.randn(size, size, dtype=dtype, device=device), th.randn(size, size, dtype=dtype, device=device)
@@ -113,7 +135,21 @@ class HotCall(NamedTuple):
     units: int
 
 
-def hot_calls(algo: str, size: str, compile_planner: bool = False) -> tuple[object, dict[str, HotCall]]:
+def accel_option(value: str) -> str | list[str]:
+    """The ``accel`` argument a command line names: ``auto``, ``none``, ``auto-NAME`` (every fast path but NAME) or
+    comma-separated fast paths."""
+    from sb3_worldmodels.accel import FAST_PATHS
+
+    if value in ("auto", "none"):
+        return value
+    if value.startswith("auto-"):
+        return [name for name in FAST_PATHS if name != value[len("auto-") :]]
+    return [name for name in value.split(",") if name]
+
+
+def hot_calls(
+    algo: str, size: str, compile_planner: bool = False, accel: str | list[str] = "auto"
+) -> tuple[object, dict[str, HotCall]]:
     """A seeded model (``dcmpc_speed`` / ``dreamer_speed``'s ``ready_for_updates``) and its hot calls: DC-MPC's
     planning call and gradient update (two per call, as the actor is updated every 2nd step), Dreamer's update."""
     import numpy as np
@@ -121,11 +157,11 @@ def hot_calls(algo: str, size: str, compile_planner: bool = False) -> tuple[obje
     if algo == "dreamer":
         from dreamer_speed import ready_for_updates
 
-        model = ready_for_updates(size)
+        model = ready_for_updates(size, accel=accel)
         return model, {"gradient update": HotCall(lambda: model.train(gradient_steps=1, batch_size=model.batch_size), 1)}
     from dcmpc_speed import ready_for_updates
 
-    model = ready_for_updates(size)
+    model = ready_for_updates(size, accel=accel)
     if compile_planner:
         model.policy.compile_planner()
     obs = th.as_tensor(np.random.randn(1, model.observation_space.shape[0]).astype(np.float32))
@@ -175,7 +211,7 @@ if th.backends.mkldnn.is_available():
 
     @register_flop_formula(th.ops.mkldnn._linear_pointwise)
     def _onednn_linear_flops(x_shape, w_shape, *args, out_shape=None, **kwargs) -> int:
-        """``networks.linear``'s oneDNN products, which the FLOP counter does not know: ``x (..., K) @ w (N, K).T``."""
+        """``accel.cpu_kernels.linear``'s oneDNN products (unknown to the FLOP counter): ``x (..., K) @ w (N, K).T``."""
         return 2 * math.prod(x_shape[:-1]) * w_shape[0] * w_shape[1]
 
 

@@ -1,7 +1,8 @@
 """Speed and memory of DC-MPC's two hot calls: one MPPI planning call and one gradient update.
 
     python benchmarks/dcmpc_speed.py [--size paper|pendulum-cpu] [--threads 2] [--repeats 5] [--mixed-precision bf16]
-        [--compile-planner] [--cuda-graph-planner] [--malloc keep-freed|default] [--device cpu|cuda]
+        [--compile-planner] [--cuda-graph-planner] [--accel auto|none|PATH,...] [--malloc keep-freed|default]
+        [--device cpu|cuda]
 
 For each call it reports the matrix-product FLOPs (counted by ``torch.utils.flop_counter`` from the layer
 sizes actually run, backward included), the fp32 matmul rate of this machine measured in the same run, the
@@ -20,6 +21,7 @@ import numpy as np
 import torch as th
 from _timing import (
     PRECISIONS,
+    accel_option,
     add_device_option,
     add_malloc_option,
     add_precision_option,
@@ -28,6 +30,7 @@ from _timing import (
     count_flops,
     describe,
     device_matmul_rate,
+    malloc_setting,
     mixed_precision,
     print_peak_memory,
     print_table,
@@ -38,8 +41,8 @@ from sb3_worldmodels import DCMPC
 from sb3_worldmodels.presets import DCMPC_PENDULUM_CPU
 
 
-def build(size: str, mixed_precision: str | None = None, device: str = "cpu") -> DCMPC:
-    extra = dict(mixed_precision=mixed_precision, device=device)
+def build(size: str, mixed_precision: str | None = None, device: str = "cpu", accel: str | list[str] = "auto") -> DCMPC:
+    extra = dict(mixed_precision=mixed_precision, device=device, accel=accel)
     if size == "paper":
         # walker-walk: obs 24, action 6; every network size is the paper default.
         env = gym.make("Pendulum-v1")  # replaced below by a Box env of walker's sizes
@@ -61,29 +64,18 @@ def fill_buffer(model: DCMPC, n: int) -> None:
         buffer.add(obs, obs, np.random.uniform(-1, 1, (1, act_dim)), np.random.randn(1), np.array([k % 500 == 499]), [{}])
 
 
-def ready_for_updates(size: str, mixed_precision: str | None = None, device: str = "cpu") -> DCMPC:
+def ready_for_updates(
+    size: str, mixed_precision: str | None = None, device: str = "cpu", accel: str | list[str] = "auto"
+) -> DCMPC:
     """A seeded model of ``size`` with a silent logger and 2000 random transitions, past its pretraining burst, so that
     ``train()`` times regular updates."""
     th.manual_seed(0)
     np.random.seed(0)
-    model = build(size, mixed_precision, device)
+    model = build(size, mixed_precision, device, accel)
     model.set_logger(configure(None, []))  # train() records its losses; nothing is written
     fill_buffer(model, 2000)
     model._pretrained = True  # time one regular update, not the pretraining burst
     return model
-
-
-def ab_setup(doc: str, default_rounds: int) -> tuple[argparse.Namespace, DCMPC]:
-    """Command line (``--rounds``, ``--malloc``, ``--mixed-precision``), 2 threads and a paper-size model ready for
-    updates: the set-up of the in-process A/B comparisons in ``benchmarks/adhoc``."""
-    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=default_rounds)
-    add_malloc_option(parser)
-    add_precision_option(parser)
-    args = parser.parse_args()
-    apply_malloc_option(args)
-    th.set_num_threads(2)
-    return args, ready_for_updates("paper", mixed_precision(args))
 
 
 def main() -> None:
@@ -94,12 +86,13 @@ def main() -> None:
     add_precision_option(parser)
     parser.add_argument("--compile-planner", action="store_true", help="DCMPC(compile_planner=True)")
     parser.add_argument("--cuda-graph-planner", action="store_true", help="DCMPC(cuda_graph_planner=True)")
+    parser.add_argument("--accel", default="auto", help='DCMPC(accel=...): "auto", "none" or comma-separated fast paths')
     add_malloc_option(parser)
     add_device_option(parser)
     args = parser.parse_args()
     apply_malloc_option(args)
     th.set_num_threads(args.threads)
-    model = ready_for_updates(args.size, mixed_precision(args), args.device)
+    model = ready_for_updates(args.size, mixed_precision(args), args.device, accel_option(args.accel))
     obs = np.random.randn(1, model.observation_space.shape[0]).astype(np.float32)
     obs_tensor = th.as_tensor(obs, device=args.device)
 
@@ -130,7 +123,7 @@ def main() -> None:
         rates[low].append(device_matmul_rate(low, args.device))
         rows.append((name, flops, times))
     setting = f"size={args.size} precision={args.mixed_precision} compiled={args.compile_planner} "
-    setting += f"graph={args.cuda_graph_planner} malloc={args.malloc}"
+    setting += f"graph={args.cuda_graph_planner} accel={args.accel} malloc={malloc_setting()}"
     print(f"{setting} threads={args.threads} repeats={args.repeats} torch={th.__version__} device={describe(args.device)}")
     for name, dtype in PRECISIONS.items():
         if dtype not in rates:

@@ -1,7 +1,7 @@
 """Speed and memory of one Dreamer gradient update (world model + imagination actor-critic).
 
     python benchmarks/dreamer_speed.py [--size paper|paper-vector|pendulum-cpu|pixels-cpu] [--threads 2] [--repeats 3]
-        [--malloc keep-freed|default] [--device cpu|cuda] [--mixed-precision fp32|bf16|fp16]
+        [--accel auto|none|PATH,...] [--malloc keep-freed|default] [--device cpu|cuda] [--mixed-precision fp32|bf16|fp16]
 
 ``paper``: 64x64x3 images, 6-D actions, every network size and the batch (50 sequences x 50 steps) as in the paper;
 ``paper-vector``: the same with a 24-D vector observation (walker-walk's state); ``pendulum-cpu``: the
@@ -22,6 +22,7 @@ import numpy as np
 import torch as th
 from _timing import (
     PRECISIONS,
+    accel_option,
     add_device_option,
     add_malloc_option,
     add_precision_option,
@@ -30,6 +31,7 @@ from _timing import (
     count_flops,
     describe,
     device_matmul_rate,
+    malloc_setting,
     mixed_precision,
     print_peak_memory,
     print_table,
@@ -77,11 +79,13 @@ def fill_buffer(model: Dreamer, n: int) -> None:
         )
 
 
-def ready_for_updates(size: str, device: str = "cpu", mixed_precision: str | None = None) -> Dreamer:
+def ready_for_updates(
+    size: str, device: str = "cpu", mixed_precision: str | None = None, accel: str | list[str] = "auto"
+) -> Dreamer:
     """A seeded model of ``size`` with a silent logger and 2000 random transitions, ready for timed ``train()`` calls."""
     th.manual_seed(0)
     np.random.seed(0)
-    model = build(size, device=device, mixed_precision=mixed_precision)
+    model = build(size, device=device, mixed_precision=mixed_precision, accel=accel)
     model.set_logger(configure(None, []))  # train() records its losses; nothing is written
     fill_buffer(model, 2000)
     return model
@@ -92,13 +96,14 @@ def main() -> None:
     parser.add_argument("--size", choices=["paper", "paper-vector", "pendulum-cpu", "pixels-cpu"], default="paper")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--accel", default="auto", help='Dreamer(accel=...): "auto", "none" or comma-separated fast paths')
     add_precision_option(parser)
     add_malloc_option(parser)
     add_device_option(parser)
     args = parser.parse_args()
     apply_malloc_option(args)
     th.set_num_threads(args.threads)
-    model = ready_for_updates(args.size, args.device, mixed_precision(args))
+    model = ready_for_updates(args.size, args.device, mixed_precision(args), accel_option(args.accel))
 
     def update():
         model.train(gradient_steps=1, batch_size=model.batch_size)
@@ -110,7 +115,7 @@ def main() -> None:
     after = device_matmul_rate(low, args.device)
     print(
         f"size={args.size} precision={args.mixed_precision} threads={args.threads} repeats={args.repeats} "
-        f"malloc={args.malloc} torch={th.__version__} device={describe(args.device)}",
+        f"accel={args.accel} malloc={malloc_setting()} torch={th.__version__} device={describe(args.device)}",
         end=" ",
     )
     print(f"batch={model.batch_size}x{model.batch_length}")

@@ -21,7 +21,16 @@ import argparse
 import platform
 
 import torch as th
-from _timing import PRECISIONS, add_malloc_option, alternate, apply_malloc_option, hot_calls, matmul_rate, print_comparison
+from _timing import (
+    PRECISIONS,
+    add_malloc_option,
+    alternate,
+    apply_malloc_option,
+    hot_calls,
+    malloc_setting,
+    matmul_rate,
+    print_comparison,
+)
 
 
 def main() -> None:
@@ -60,7 +69,7 @@ def main() -> None:
 
     print(
         f"algo={args.algo} size={args.size} precision={args.precision} compiled={args.compile_planner} rounds={args.rounds}"
-        f" repeats={args.repeats} threads={args.threads} malloc={args.malloc} torch={th.__version__}"
+        f" repeats={args.repeats} threads={args.threads} malloc={malloc_setting()} torch={th.__version__}"
         f" cpu={platform.processor() or platform.machine()}"
     )
     low = args.precision

@@ -16,7 +16,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")  # before dm_control is imported
 import gymnasium as gym  # noqa: E402
 from stable_baselines3.common.evaluation import evaluate_policy  # noqa: E402
 
-from sb3_worldmodels import Dreamer, keep_freed_memory  # noqa: E402
+from sb3_worldmodels import Dreamer  # noqa: E402
 from sb3_worldmodels.common.callbacks import OpenLoopVideoCallback, PredictionErrorCallback  # noqa: E402
 from sb3_worldmodels.common.wrappers import make_pixel_dm_control  # noqa: E402
 from sb3_worldmodels.presets import DREAMER_PIXELS_CPU  # noqa: E402
@@ -33,7 +33,6 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--paper-sizes", action="store_true", help="the paper's networks and schedule (GPU-sized)")
     args = parser.parse_args()
-    keep_freed_memory()  # large CPU tensors reuse freed pages: about 30% faster pixel updates (BENCHMARKS.md)
     # The CPU preset by default: at the paper's sizes one update takes 12-16 s on a 2-core CPU (BENCHMARKS.md).
     kwargs = {} if args.paper_sizes else DREAMER_PIXELS_CPU
     model = Dreamer("CnnPolicy", make_env(), seed=args.seed, verbose=1, tensorboard_log=args.tensorboard, **kwargs)

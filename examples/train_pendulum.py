@@ -15,7 +15,7 @@ import torch as th
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.monitor import Monitor
 
-from sb3_worldmodels import DCMPC, keep_freed_memory
+from sb3_worldmodels import DCMPC
 from sb3_worldmodels.presets import DCMPC_PENDULUM_CPU, DCMPC_PENDULUM_CPU_STEPS
 
 
@@ -26,7 +26,6 @@ def main() -> None:
     parser.add_argument("--output", default="dcmpc_pendulum")
     args = parser.parse_args()
     th.set_num_threads(2)
-    keep_freed_memory()  # large CPU tensors reuse freed pages instead of faulting in new ones (BENCHMARKS.md)
 
     model = DCMPC("MlpPolicy", "Pendulum-v1", seed=args.seed, verbose=1, **DCMPC_PENDULUM_CPU)
     start = time.time()

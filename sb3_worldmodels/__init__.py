@@ -1,6 +1,5 @@
 """Model-based reinforcement learning algorithms for Stable-Baselines3."""
 
-from sb3_worldmodels.common.allocator import keep_freed_memory
 from sb3_worldmodels.common.buffers import SequenceReplayBuffer
 from sb3_worldmodels.dcmpc import DCMPC
 from sb3_worldmodels.dreamer import Dreamer
@@ -9,4 +8,4 @@ from sb3_worldmodels.envs import register_envs
 register_envs()
 
 __version__ = "0.1.0"
-__all__ = ["DCMPC", "Dreamer", "SequenceReplayBuffer", "__version__", "keep_freed_memory"]
+__all__ = ["DCMPC", "Dreamer", "SequenceReplayBuffer", "__version__"]

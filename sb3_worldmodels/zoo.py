@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sb3_worldmodels.common.allocator import keep_freed_memory
 from sb3_worldmodels.dcmpc import DCMPC
 from sb3_worldmodels.dreamer import Dreamer
 
@@ -93,9 +92,7 @@ def with_default_config(argv: list[str]) -> list[str]:
 
 
 def run_train(argv: list[str] | None = None) -> None:
-    """``python -m rl_zoo3.train`` with our algorithms registered (and freed memory kept for reuse, see
-    :func:`sb3_worldmodels.keep_freed_memory`)."""
-    keep_freed_memory()
+    """``python -m rl_zoo3.train`` with our algorithms registered."""
     register()
     from rl_zoo3.train import train
 

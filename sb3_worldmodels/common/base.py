@@ -9,7 +9,7 @@ import json
 import os
 import pathlib
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar
 
 import cloudpickle
@@ -21,6 +21,8 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.save_util import load_from_pkl
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback
 
+from sb3_worldmodels.accel import apply_fast_paths
+from sb3_worldmodels.accel import resolve as resolve_fast_paths
 from sb3_worldmodels.common.buffers import SequenceReplayBuffer
 from sb3_worldmodels.common.precision import autocast, check_mixed_precision, no_autocast
 
@@ -133,9 +135,12 @@ class WorldModelAlgorithm(OffPolicyAlgorithm):
         *args,
         replay_buffer_class: type[SequenceReplayBuffer] | None = None,
         mixed_precision: str | None = None,
+        accel: str | Sequence[str] = "auto",
         **kwargs,
     ):
         self.mixed_precision = check_mixed_precision(mixed_precision)
+        resolve_fast_paths(accel)  # refused here, naming the choices, rather than when the model is built
+        self.accel = accel
         # Every algorithm here samples sequences, supports several envs and has no gSDE.
         super().__init__(
             *args,
@@ -182,6 +187,8 @@ class WorldModelAlgorithm(OffPolicyAlgorithm):
         super()._setup_model()
         # The policy plans / acts in the algorithm's precision (it is restored from the saved argument on load).
         self.policy.mixed_precision = check_mixed_precision(self.mixed_precision)  # custom_objects may have replaced it
+        # The fast paths (sb3_worldmodels.accel) swap module classes, not parameters: the optimizers made above hold them.
+        apply_fast_paths(self.policy, getattr(self, "accel", "auto"))  # getattr: checkpoints saved before the option existed
         # One gradient scaler per optimizer for float16 (process state, not saved).
         self._grad_scalers: dict[int, th.amp.GradScaler] = {}
         # Episodes finished since learning started (schedules such as DC-MPC's exploration decay count them).

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import math
+from collections.abc import Sequence
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -13,11 +13,13 @@ from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 
+from sb3_worldmodels.accel.cuda_graph import PlanGraph
 from sb3_worldmodels.common.base import WorldModelAlgorithm, check_at_least
 from sb3_worldmodels.common.buffers import SequenceReplayBuffer, SequenceSamples
 from sb3_worldmodels.common.optim import polyak_update
 from sb3_worldmodels.common.returns import n_step_targets
 from sb3_worldmodels.common.spaces import check_box_action_space, check_vector_observation_space
+from sb3_worldmodels.dcmpc.latent import critic_subset
 from sb3_worldmodels.dcmpc.policies import DCMPCPolicy, MlpPolicy, MultiInputPolicy
 
 SelfDCMPC = TypeVar("SelfDCMPC", bound="DCMPC")
@@ -36,53 +38,6 @@ def _select_time(obs: th.Tensor | dict[str, th.Tensor], index: slice | int):
     if isinstance(obs, dict):
         return {key: value[:, index] for key, value in obs.items()}
     return obs[:, index]
-
-
-def gumbel_words(shape: tuple[int, ...]) -> int:
-    """Number of int64 words :func:`gumbel_noise` draws on CPU for ``shape``: one per two values."""
-    return (math.prod(shape) + 1) // 2
-
-
-def gumbel_noise(shape: tuple[int, ...], device: th.device | str, buffer: th.Tensor | None = None) -> th.Tensor:
-    """Standard Gumbel samples ``-log(-log(U))``, ``U ~ Uniform(0, 1)`` clamped away from 0.
-
-    On CUDA ``U`` comes from ``torch.rand``. On CPU, PyTorch's generator runs serially, one draw per element, and
-    ``torch.rand`` then converts each to float: about 65 ms of the 100-120 ms that the noise of a paper-size update
-    (15.7 million values) took that way. Here each 64-bit random integer gives two uniforms: 23 random bits of each
-    32-bit half become the mantissa of a float in [1, 2), and ``U`` is that float minus 1, so integer masks replace
-    the conversion (``U`` takes 2**23 equally spaced values in [0, 1), against 2**24 for float32 ``torch.rand``; the
-    largest noise is 15.9 instead of 16.6). BENCHMARKS.md, "Per-call times at the paper's sizes", has the timings.
-    ``Tensor.exponential_`` (``-log(Exp(1))``) is slower still.
-
-    :param buffer: CPU only: an int64 tensor of at least ``ceil(numel / 2)`` elements whose memory holds the result
-        (a float32 view of it), so that repeated calls write to memory the process already has.
-    """
-    if th.device(device).type != "cpu":
-        return th.rand(shape, device=device).clamp_(min=1e-20).log_().neg_().log_().neg_()
-    numel = math.prod(shape)
-    n_words = gumbel_words(shape)
-    words = buffer[:n_words] if buffer is not None and buffer.numel() >= n_words else th.empty(n_words, dtype=th.int64)
-    words.random_()  # 63 random bits each (int64's non-negative range); bits 0-22 and 32-54 are used below
-    bits = words.view(th.int32)[:numel].view(shape)
-    uniform = bits.bitwise_and_(0x7FFFFF).bitwise_or_(0x3F800000).view(th.float32).sub_(1.0)  # 0x3F800000 is 1.0
-    return uniform.clamp_(min=1e-20).log_().neg_().log_().neg_()
-
-
-def first_argmax(x: th.Tensor, dim: int) -> th.Tensor:
-    """``x.argmax(dim)`` (index of the first maximum) for a ``dim`` that is not the innermost one.
-
-    PyTorch's CPU ``argmax`` over an outer dimension does not vectorise (29 ms for the DC-MPC update's 512 x 15 x 512
-    perturbed logits, against 3.7 ms this way): the maxima are marked, weighted ``size - k`` so that the first one
-    weighs most, and the largest weight is taken; each step is a vectorised elementwise operation or reduction.
-    """
-    size = x.shape[dim]
-    dtype = th.uint8 if size < 256 else th.int32
-    shape = [1] * x.dim()
-    shape[dim] = size
-    weight = th.arange(size, 0, -1, dtype=dtype, device=x.device).view(shape)
-    is_max = (x == x.amax(dim=dim, keepdim=True)).to(dtype)
-    # Where a slice has no maximum (NaN), the weight is 0: clamp to a valid index instead of one past the end.
-    return (size - is_max.mul_(weight).amax(dim=dim).long()).clamp_(max=size - 1)
 
 
 class DCMPC(WorldModelAlgorithm):
@@ -150,6 +105,9 @@ class DCMPC(WorldModelAlgorithm):
         exploration noise) in a CUDA graph, one per observation batch shape, and replay it
         (:class:`~sb3_worldmodels.dcmpc.policies.PlanGraph`); with ``compile_planner`` the steps inside are compiled
         without graphs of their own. Deterministic planning (evaluation) and planning on the CPU run eagerly.
+    :param accel: Fast paths (``sb3_worldmodels.accel``): ``"auto"`` (all), ``"none"`` (the plain code of
+        ``dcmpc/latent.py`` and ``common/networks.py``) or a list of names out of ``accel.FAST_PATHS``. The same values
+        either way, to float32 rounding; docs/performance.md has what each gives.
     :param action_noise: Extra SB3 action noise added on top (not used by the paper).
     :param mixed_precision: ``None`` (float32, the papers' setting), ``"bf16"`` or ``"fp16"``: autocast for planning /
         acting and for updates (``sb3_worldmodels/common/precision.py``; fp16 adds a gradient scaler).
@@ -216,6 +174,7 @@ class DCMPC(WorldModelAlgorithm):
         use_planner: bool = True,
         compile_planner: bool = False,
         cuda_graph_planner: bool = False,
+        accel: str | Sequence[str] = "auto",
         action_noise: ActionNoise | None = None,
         mixed_precision: str | None = None,
         replay_buffer_class: type[SequenceReplayBuffer] | None = None,
@@ -241,6 +200,7 @@ class DCMPC(WorldModelAlgorithm):
             gradient_steps,
             action_noise=action_noise,
             mixed_precision=mixed_precision,
+            accel=accel,
             replay_buffer_class=replay_buffer_class,
             replay_buffer_kwargs=replay_buffer_kwargs,
             policy_kwargs=policy_kwargs,
@@ -334,23 +294,11 @@ class DCMPC(WorldModelAlgorithm):
         self.n_steps = n_steps
         # getattr: checkpoints saved before the option existed
         self.policy.cuda_graph_planner = bool(getattr(self, "cuda_graph_planner", False))
+        self.policy.plan_graph_class = PlanGraph
         if self.compile_planner:
             self.policy.compile_planner()
         self._n_critic_updates = getattr(self, "_n_critic_updates", 0)
         self._pretrained = getattr(self, "_pretrained", False)
-        self._gumbel_buffer: th.Tensor | None = None  # memory for the update's Gumbel noise on CPU, reused
-
-    def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "_gumbel_buffer"]
-
-    def _gumbel_noise(self, shape: tuple[int, ...]) -> th.Tensor:
-        """:func:`gumbel_noise` of ``shape``, written to memory kept from the last update on CPU (63 MB at the paper's
-        sizes: freshly allocated, it page-faults in on every update unless :func:`keep_freed_memory` is on)."""
-        if self.device.type == "cpu":
-            n_words = gumbel_words(shape)
-            if self._gumbel_buffer is None or self._gumbel_buffer.numel() < n_words:
-                self._gumbel_buffer = th.empty(n_words, dtype=th.int64)
-        return gumbel_noise(shape, self.device, self._gumbel_buffer)
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         state_dicts = ["policy", "policy.world_model_optimizer", "policy.critic_optimizer", "policy.actor_optimizer"]
@@ -450,7 +398,7 @@ class DCMPC(WorldModelAlgorithm):
 
     def _update_world_model(self, data: SequenceSamples) -> dict[str, th.Tensor]:
         """Cross-entropy latent consistency + reward regression over an H-step latent rollout (DC-MPC eq. 5)."""
-        policy, H = self.policy, self.horizon
+        policy, latent, H = self.policy, self.policy.latent, self.horizon
         batch_size = data.actions.shape[0]
         codes = policy.encode(_select_time(data.observations, 0))
         with th.no_grad():
@@ -459,30 +407,21 @@ class DCMPC(WorldModelAlgorithm):
             target_idx = policy.code_indices(policy.encode(next_obs)).view(batch_size, H, policy.latent_dim)
             # Transitions after the end of the first one's episode (padding) do not count.
             alive = data.mask[:, :H]
-            # Gumbel noise for the whole rollout at once (the last step samples nothing), in the code-major layout of
-            # the logits, (step, batch, code, slot).
-            shape = (max(H - 1, 1), batch_size, policy.quantizer.codebook_size, policy.latent_dim)
-            gumbel = self._gumbel_noise(shape)
-        head = policy.dynamics_head_by_code()  # one reordered copy of the dynamics' output layer for the whole rollout
+            # Gumbel noise for the whole rollout at once (the last step samples nothing).
+            gumbel = latent.gumbel_noise(latent.noise_shape(max(H - 1, 1), batch_size), self.device)
+        head = latent.output_layer(policy.dynamics[-1])  # computed once for the whole rollout
         first_codes = codes
         consistency_loss = reward_loss = th.zeros((), device=self.device)
         for t in range(H):
             action = data.actions[:, t]
-            logits = policy.dynamics_logits(codes, action, head)  # (batch, code, slot)
-            log_probs = F.log_softmax(logits, dim=1)
-            # Cross-entropy averaged over latent slots (DC-MPC eq. 3), one log-softmax shared with the sample below.
-            ce = -log_probs.gather(1, target_idx[:, t].unsqueeze(1)).squeeze(1).mean(dim=1)
+            log_probs = latent.log_probs(policy.dynamics_logits(codes, action, head))
+            ce = latent.consistency_loss(log_probs, target_idx[:, t])  # eq. 3
             reward_error = (policy.predict_reward(codes, action) - data.rewards[:, t]) ** 2
             weight = self.rho**t
             consistency_loss = consistency_loss + weight * (alive[:, t] * ce).mean()
             reward_loss = reward_loss + weight * (alive[:, t] * reward_error).mean()
             if t < H - 1:
-                # Straight-through Gumbel-softmax sample of the next code (temperature 1): the sampled code forward,
-                # the gradient of the expected code under softmax(logits + noise) backward.
-                perturbed = log_probs + gumbel[t]
-                soft_codes = policy.codes_from_probs(th.softmax(perturbed, dim=1))
-                hard_codes = policy.codes_from_indices(first_argmax(perturbed, dim=1))
-                codes = hard_codes + soft_codes - soft_codes.detach()
+                codes = latent.sample(log_probs, gumbel[t])  # straight-through Gumbel-softmax, temperature 1
         consistency_loss, reward_loss = consistency_loss / H, reward_loss / H
         loss = self.consistency_coef * consistency_loss + self.reward_coef * reward_loss
         grad_norm = self._clip_and_step(policy.world_model_optimizer, loss, self.max_grad_norm)
@@ -504,7 +443,7 @@ class DCMPC(WorldModelAlgorithm):
         }
 
     def _random_critics(self) -> th.Tensor:
-        return th.randperm(self.n_critics, device=self.device)[: self.n_target_critics]
+        return critic_subset(self.n_critics, self.n_target_critics, self.device)
 
     def _update_critics(self, data: SequenceSamples) -> tuple[dict[str, th.Tensor], th.Tensor]:
         """REDQ TD learning on the code of the first step with an n-step target (DC-MPC Sec. 3.2)."""
@@ -565,7 +504,7 @@ class DCMPC(WorldModelAlgorithm):
         true_codes = policy.encode(_flatten_time(data.observations)).view(n_sequences, horizon + 1, -1)
         codes = true_codes[:, 0]
         accuracy, latent_mse, reward_mse = [], [], []
-        head = policy.dynamics_head_by_code()
+        latent, head = policy.latent, policy.latent.output_layer(policy.dynamics[-1])
 
         def mean(values: th.Tensor, t: int) -> th.Tensor:
             return (values * data.mask[:, t]).sum() / data.mask[:, t].sum().clamp(min=1)
@@ -573,8 +512,8 @@ class DCMPC(WorldModelAlgorithm):
         for t in range(horizon):
             logits = policy.dynamics_logits(codes, data.actions[:, t], head)
             reward_mse.append(mean((policy.predict_reward(codes, data.actions[:, t]) - data.rewards[:, t]) ** 2, t))
-            codes = policy.codes_from_probs(th.softmax(logits, dim=1))
+            codes = latent.expected_code(logits)
             target = true_codes[:, t + 1]
-            accuracy.append(mean((first_argmax(logits, dim=1) == policy.code_indices(target)).float().mean(1), t))
+            accuracy.append(mean((latent.most_likely_code(logits) == policy.code_indices(target)).float().mean(1), t))
             latent_mse.append(mean(((codes - target) ** 2).mean(1), t))
         return {"code_accuracy": th.stack(accuracy), "latent_mse": th.stack(latent_mse), "reward_mse": th.stack(reward_mse)}

@@ -15,11 +15,12 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, Flatten
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
-from sb3_worldmodels.common.networks import LOG2E, EnsembleMLP, Mish, linear, mlp
+from sb3_worldmodels.common.networks import EnsembleMLP, mlp
 from sb3_worldmodels.common.optim import make_optimizer
-from sb3_worldmodels.common.precision import autocast, no_autocast
+from sb3_worldmodels.common.precision import autocast
 from sb3_worldmodels.common.spaces import as_contiguous, check_predict_inputs, to_env_actions
 from sb3_worldmodels.dcmpc.fsq import FSQ
+from sb3_worldmodels.dcmpc.latent import PaperLatent, critic_subset
 from sb3_worldmodels.dcmpc.planner import MPPIPlanner, PlanResult, noise_is_drawn
 
 # Seed of the planner's noise when predict(deterministic=True): the same input then gives the same action.
@@ -57,10 +58,11 @@ class DCMPCPolicy(BasePolicy):
 
     #: ``None`` (float32), ``"bf16"`` or ``"fp16"``: autocast while planning / acting (set by the algorithm).
     mixed_precision: str | None = None
-    #: On CUDA, replay each non-deterministic planning call from a CUDA graph of the whole call (:class:`PlanGraph`;
-    #: set by the algorithm's ``cuda_graph_planner``).
+    #: On CUDA, replay each non-deterministic planning call from a CUDA graph of the whole call (set by the algorithm's
+    #: ``cuda_graph_planner``), with this class (``sb3_worldmodels.accel.cuda_graph.PlanGraph``, set by the algorithm).
     cuda_graph_planner: bool = False
-    #: :meth:`planning_head` while :meth:`plan` runs: one copy of the reordered layer serves all its steps.
+    plan_graph_class: type | None = None
+    #: The planning output layer (:meth:`planning_head`) while :meth:`plan` runs: one copy serves all its steps.
     _planning_head: tuple[th.Tensor, th.Tensor] | None = None
 
     def __init__(
@@ -70,7 +72,7 @@ class DCMPCPolicy(BasePolicy):
         lr_schedule: Schedule,
         net_arch: Sequence[int] | None = None,
         encoder_net_arch: Sequence[int] = (256,),
-        activation_fn: type[nn.Module] = Mish,
+        activation_fn: type[nn.Module] = nn.Mish,
         latent_dim: int = 512,
         fsq_levels: Sequence[int] = (5, 3),
         n_critics: int = 5,
@@ -113,13 +115,15 @@ class DCMPCPolicy(BasePolicy):
             raise ValueError(f"reward_bounds must be (low, high) with low < high, got {reward_bounds}")
         self.reward_bounds = None if reward_bounds is None else (float(reward_bounds[0]), float(reward_bounds[1]))
         self.planner_kwargs = dict(planner_kwargs or {})
-        self._plan_graphs: dict[tuple, PlanGraph] = {}  # process state: graphs are captured again after loading
+        self._plan_graphs: dict[tuple, Any] = {}  # process state: graphs are captured again after loading
         self._build(lr_schedule)
 
     def _build(self, lr_schedule: Schedule) -> None:
         action_dim = int(np.prod(self.action_space.shape))
         self.features_extractor = self.make_features_extractor()
         self.quantizer = FSQ(self.fsq_levels)
+        #: The latent computations (dcmpc/latent.py); ``sb3_worldmodels.accel`` may put a faster layout in its place.
+        self.latent = PaperLatent(self.quantizer, self.latent_dim)
         code_dim = self.latent_dim * self.quantizer.num_channels  # flattened latent fed to every head
         self.code_dim = code_dim
         act = self.activation_fn
@@ -176,71 +180,22 @@ class DCMPCPolicy(BasePolicy):
         """Codebook index of every latent slot, ``(batch, latent_dim)``."""
         return self.quantizer.codes_to_indices(codes.view(codes.shape[0], self.latent_dim, self.quantizer.num_channels))
 
-    def dynamics_head_by_code(self) -> tuple[th.Tensor, th.Tensor]:
-        """Weight and bias of the dynamics' output layer with its rows reordered code-major.
-
-        The layer is stored slot-major (row ``s * K + k`` for slot ``s`` and code ``k``, as in the official code and
-        in every checkpoint), which gives logits ``(batch, latent_dim, K)``. The softmax, maximum and expectation
-        over only K = 15 codes along the innermost dimension are slow on CPU; with the rows reordered to
-        ``k * latent_dim + s`` the logits come out as ``(batch, K, latent_dim)`` and the same reductions run over
-        contiguous rows of ``latent_dim`` values (2-6x faster at the paper's sizes; BENCHMARKS.md,
-        "Per-call times at the paper's sizes").
-        The reordering is a copy (gradients flow back to the stored layer): compute it once per update or
-        planning call and pass it to :meth:`dynamics_logits`.
-        """
-        head, slots, size = self.dynamics[-1], self.latent_dim, self.quantizer.codebook_size
-        weight = head.weight.view(slots, size, -1).transpose(0, 1).reshape(slots * size, -1)
-        return weight, head.bias.view(slots, size).t().reshape(-1)
-
     def dynamics_logits(
         self, codes: th.Tensor, action: th.Tensor, head: tuple[th.Tensor, th.Tensor] | None = None
     ) -> th.Tensor:
-        """Logits of the next code of every slot, code-major ``(batch, codebook_size, latent_dim)`` (DC-MPC eq. 2).
+        """Logits of the next code of every slot (DC-MPC eq. 2), in the layout of :attr:`latent`.
 
-        :param head: :meth:`dynamics_head_by_code`, computed once for several calls; computed here when not given.
+        :param head: The output layer as :attr:`latent` uses it (``latent.output_layer``), computed once for several
+            calls; computed here when not given.
         """
         hidden = th.cat([codes, action], dim=-1)
         for layer in list(self.dynamics)[:-1]:
             hidden = layer(hidden)
-        weight, bias = self.dynamics_head_by_code() if head is None else head
-        logits = linear(hidden, weight, bias).float()
-        return logits.view(codes.shape[0], self.quantizer.codebook_size, self.latent_dim)
-
-    def codes_from_probs(self, probs: th.Tensor) -> th.Tensor:
-        """Flattened code vectors ``(batch, latent_dim * channels)`` of code-major distributions (or one-hots)
-        ``(batch, codebook_size, latent_dim)``: the expected code of every slot."""
-        codebook = self.quantizer.codebook.to(probs.dtype)
-        return (codebook.t() @ probs).transpose(1, 2).flatten(1).float()
+        return self.latent.logits(hidden, self.latent.output_layer(self.dynamics[-1]) if head is None else head)
 
     def planning_head(self) -> tuple[th.Tensor, th.Tensor]:
-        """:meth:`dynamics_head_by_code` times ``log2(e)``: the logits it gives are in base 2, ``log2`` of the probabilities up
-        to a constant, for :meth:`expected_codes`. A copy; planning computes it once per call."""
-        weight, bias = self.dynamics_head_by_code()
-        return weight * LOG2E, bias * LOG2E
-
-    def expected_codes(self, base2_logits: th.Tensor) -> th.Tensor:
-        """Expected code of every slot under ``softmax(logits)``, flattened, from code-major logits in base 2,
-        ``base2_logits = logits * log2(e)`` (from :meth:`planning_head`); ``base2_logits`` is overwritten (planning's fast
-        path; the same values as ``codes_from_probs(th.softmax(logits, dim=1))``).
-
-        One ``exp2(base2_logits - max)`` in place, then a single small product with ``[codebook, 1]`` gives the weighted sums
-        and the normaliser together: 6.2-6.4 ms against 7.4-7.8 ms per dynamics step at the paper's sizes. PyTorch's CPU
-        ``exp2`` is 2.5x faster than its ``exp`` (0.6 against 1.6 ms for one step's 3.75 million logits, BENCHMARKS.md,
-        "Per-call times at the paper's sizes"); the head's weights carry the factor ``log2(e)``, so it costs no extra
-        pass over the logits.
-        """
-        codebook = self.quantizer.codebook.to(base2_logits.dtype)
-        weights = th.cat([codebook, th.ones_like(codebook[:, :1])], dim=1)  # (codebook_size, channels + 1)
-        with no_autocast(base2_logits.device):  # a small product: under mixed precision, casting the logits costs more
-            sums = (
-                weights.t() @ base2_logits.sub_(base2_logits.amax(dim=1, keepdim=True)).exp2_()
-            )  # (batch, channels + 1, slots)
-        channels = codebook.shape[1]
-        return (sums[:, :channels] / sums[:, channels:]).transpose(1, 2).flatten(1).float()
-
-    def codes_from_indices(self, indices: th.Tensor) -> th.Tensor:
-        """Flattened code vectors of codebook indices ``(batch, latent_dim)``."""
-        return self.quantizer.codebook[indices].flatten(1)
+        """The dynamics' output layer as planning uses it (``latent.output_layer(planning=True)``), once per call."""
+        return self.latent.output_layer(self.dynamics[-1], planning=True)
 
     def predict_reward(self, codes: th.Tensor, action: th.Tensor) -> th.Tensor:
         """Predicted reward ``(batch,)``; with ``reward_bounds`` ``low + (high - low) * (tanh(x) + 1) / 2``."""
@@ -270,8 +225,8 @@ class DCMPCPolicy(BasePolicy):
     def _imagine_step(
         self, latent: th.Tensor, action: th.Tensor, head_weight: th.Tensor, head_bias: th.Tensor
     ) -> tuple[th.Tensor, th.Tensor]:
-        base2_logits = self.dynamics_logits(latent, action, (head_weight, head_bias))  # base 2: planning_head
-        return self.expected_codes(base2_logits), self.predict_reward(latent, action)
+        logits = self.dynamics_logits(latent, action, (head_weight, head_bias))
+        return self.latent.planning_expected_code(logits), self.predict_reward(latent, action)
 
     def policy_prior(self, latent: th.Tensor) -> th.Tensor:
         return self.act(latent)
@@ -281,9 +236,7 @@ class DCMPCPolicy(BasePolicy):
     ) -> th.Tensor:
         """Average Q of two randomly chosen critics at the actor's action (DC-MPC / REDQ), plus ``action_noise``
         (clipped to the bounds) where given."""
-        # Two distinct critics, uniformly: the indices of the two largest of n uniform draws (plain kernels, which a
-        # CUDA graph of the planning call captures as they are).
-        chosen = th.rand(self.n_critics, device=latent.device, generator=generator).topk(min(2, self.n_critics)).indices
+        chosen = critic_subset(self.n_critics, 2, latent.device, generator)
         action = self.act(latent)
         if action_noise is not None:
             action = (action + action_noise).clamp(-1, 1)
@@ -322,7 +275,7 @@ class DCMPCPolicy(BasePolicy):
         With ``deterministic=True`` the planner's noise comes from a generator seeded with a constant, so the same
         observation and warm start always give the same action, and no exploration noise is added.
         """
-        if self.cuda_graph_planner and self.device.type == "cuda" and not deterministic:
+        if self.cuda_graph_planner and self.plan_graph_class is not None and self.device.type == "cuda" and not deterministic:
             return self._graphed_plan(obs, previous_mean, episode_start, exploration_std)
         generator = None
         if deterministic:
@@ -338,7 +291,7 @@ class DCMPCPolicy(BasePolicy):
         noise_std: float | th.Tensor,
         generator: th.Generator | None = None,
     ) -> PlanResult:
-        """The planning call of :meth:`plan`, run eagerly or captured in a CUDA graph (:class:`PlanGraph`).
+        """The planning call of :meth:`plan`, run eagerly or captured in a CUDA graph (:attr:`plan_graph_class`).
 
         :param noise_std: Std of the exploration noise, on the policy prior's actions and on the action chosen (drawn
             as :func:`~sb3_worldmodels.dcmpc.planner.noise_is_drawn` says).
@@ -364,8 +317,8 @@ class DCMPCPolicy(BasePolicy):
         ``obs`` (and again if the parameters were moved to new memory)."""
         key = (self.mixed_precision, *((k, v.shape, v.dtype) for k, v in _tensor_items(obs)))
         graph = self._plan_graphs.get(key)
-        if graph is None or graph.addresses != PlanGraph.addresses_of(self):
-            graph = self._plan_graphs[key] = PlanGraph(self, obs)
+        if graph is None or graph.addresses != self.plan_graph_class.addresses_of(self):
+            graph = self._plan_graphs[key] = self.plan_graph_class(self, obs)
         return graph(obs, previous_mean, episode_start, exploration_std)
 
     def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> th.Tensor:
@@ -401,85 +354,6 @@ MlpPolicy = DCMPCPolicy
 def _tensor_items(obs: PyTorchObs) -> list[tuple[str, th.Tensor]]:
     """``(key, tensor)`` pairs of a Dict observation, ``[("", obs)]`` for a tensor."""
     return list(obs.items()) if isinstance(obs, dict) else [("", obs)]
-
-
-class PlanGraph:
-    """A CUDA graph of one planning call (:meth:`DCMPCPolicy._plan`: encoder, warm start, MPPI, exploration noise) for
-    observations of one shape.
-
-    A planning call launches many small kernels (in each of the 6 MPPI iterations, 3 latent steps of a few products,
-    a softmax and elementwise work, then the elite selection and refit), and on a GPU the launches, not the arithmetic,
-    take its time at the paper's sizes (BENCHMARKS.md, "GPU"). A graph launches them all at once. Its inputs and
-    outputs live in fixed memory: each call copies the observation, the previous plan, the episode starts and the noise
-    std in, replays, and returns copies of the outputs (the next replay overwrites them).
-
-    - The parameters are read from their memory at every replay, so updates (in place, as the optimizers and the
-      Polyak averaging write them) and ``load_state_dict`` reach the graph. Parameters moved to new memory make
-      :meth:`DCMPCPolicy._graphed_plan` capture again.
-    - Random numbers come from PyTorch's default CUDA generator, which a graph advances at each replay as the eager
-      call would: after the same ``torch.manual_seed`` a replay draws the same noise as the eager call.
-    - The noise std is an input, so one graph serves the whole exploration schedule; it always draws the noise,
-      also when the std is 0 (adding zeros).
-    - Without a previous plan, the warm start is the plan of a new episode: zeros.
-
-    :param policy: The policy whose planning call is captured.
-    :param obs: An observation batch of the shape to capture (its values are not used after the capture).
-    """
-
-    def __init__(self, policy: DCMPCPolicy, obs: PyTorchObs):
-        self.policy = policy
-        #: Where the policy's parameters and buffers were at the capture (the graph reads them there).
-        self.addresses = self.addresses_of(policy)
-        self.obs = {k: v.clone() for k, v in obs.items()} if isinstance(obs, dict) else obs.clone()
-        n_states, planner = _tensor_items(obs)[0][1].shape[0], policy.planner
-        device = policy.device
-        self.previous_mean = th.zeros(n_states, planner.plan_horizon, planner.action_dim, device=device)
-        self.episode_start = th.ones(n_states, dtype=th.bool, device=device)
-        self.noise_std = th.zeros((), device=device)
-
-        self.graph: th.cuda.CUDAGraph | None = None
-        if device.type != "cuda":  # no graph: each call runs eagerly on the static inputs (the tests on the CPU)
-            return
-        # Warm up on a side stream (lazy initialisations, the compiled steps' compilation), then capture.
-        stream = th.cuda.Stream(device)
-        stream.wait_stream(th.cuda.current_stream(device))
-        with th.cuda.stream(stream):
-            for _ in range(2):
-                self._call()
-        th.cuda.current_stream(device).wait_stream(stream)
-        self.graph = th.cuda.CUDAGraph()
-        with th.cuda.graph(self.graph):
-            self.outputs = self._call()
-
-    @staticmethod
-    def addresses_of(policy: DCMPCPolicy) -> tuple[int, ...]:
-        """Memory addresses of ``policy``'s parameters and buffers."""
-        return tuple(t.data_ptr() for t in (*policy.parameters(), *policy.buffers()))
-
-    def _call(self) -> PlanResult:
-        with th.inference_mode(), autocast(self.policy.device, self.policy.mixed_precision):
-            return self.policy._plan(self.obs, self.previous_mean, self.episode_start, self.noise_std)
-
-    def __call__(
-        self, obs: PyTorchObs, previous_mean: th.Tensor | None, episode_start: th.Tensor | None, noise_std: float
-    ) -> PlanResult:
-        with th.inference_mode():
-            for (_, static), (_, value) in zip(_tensor_items(self.obs), _tensor_items(obs), strict=True):
-                static.copy_(value)
-            if previous_mean is None:
-                self.episode_start.fill_(True)
-            else:
-                self.previous_mean.copy_(previous_mean)
-                if episode_start is None:
-                    self.episode_start.fill_(False)
-                else:
-                    self.episode_start.copy_(episode_start)
-            self.noise_std.fill_(noise_std)
-            if self.graph is None:
-                self.outputs = self._call()
-            else:
-                self.graph.replay()
-            return PlanResult(*(t.clone() for t in self.outputs))
 
 
 def _copying_outputs(fn: Callable[..., Any]) -> Callable[..., Any]:

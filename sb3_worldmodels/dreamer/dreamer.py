@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -82,6 +83,9 @@ class Dreamer(WorldModelAlgorithm):
     :param action_noise: Extra SB3 action noise (Box only; not used by the paper).
     :param mixed_precision: ``None`` (float32, the papers' setting), ``"bf16"`` or ``"fp16"``: autocast for planning /
         acting and for updates (``sb3_worldmodels/common/precision.py``; fp16 adds a gradient scaler).
+    :param accel: Fast paths (``sb3_worldmodels.accel``): ``"auto"`` (all), ``"none"`` (the plain modules of
+        ``common/networks.py`` and ``dreamer/``) or a list of names out of ``accel.FAST_PATHS``. The same values either
+        way, to float32 rounding; docs/performance.md has what each gives.
     :param replay_buffer_class: Must derive from :class:`SequenceReplayBuffer`.
     :param replay_buffer_kwargs: Its keyword arguments.
     :param policy_kwargs: Network sizes and options of :class:`DreamerPolicy`.
@@ -131,6 +135,7 @@ class Dreamer(WorldModelAlgorithm):
         exploration_noise: float = 0.3,
         action_noise: ActionNoise | None = None,
         mixed_precision: str | None = None,
+        accel: str | Sequence[str] = "auto",
         replay_buffer_class: type[SequenceReplayBuffer] | None = None,
         replay_buffer_kwargs: dict[str, Any] | None = None,
         policy_kwargs: dict[str, Any] | None = None,
@@ -154,6 +159,7 @@ class Dreamer(WorldModelAlgorithm):
             gradient_steps,
             action_noise=action_noise,
             mixed_precision=mixed_precision,
+            accel=accel,
             replay_buffer_class=replay_buffer_class,
             replay_buffer_kwargs=replay_buffer_kwargs,
             policy_kwargs=policy_kwargs,

@@ -15,7 +15,7 @@ from stable_baselines3.common.preprocessing import get_flattened_obs_dim, is_ima
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
-from sb3_worldmodels.common.networks import Conv2d, ConvTranspose2d, Linear, linear, mlp
+from sb3_worldmodels.common.networks import mlp
 from sb3_worldmodels.common.optim import make_optimizer
 from sb3_worldmodels.common.precision import autocast
 from sb3_worldmodels.common.spaces import as_contiguous, check_predict_inputs, to_env_actions
@@ -64,17 +64,13 @@ class ConvEncoder(nn.Module):
         layers: list[nn.Module] = []
         last = channels
         for mult in (1, 2, 4, 8):
-            layers += [Conv2d(last, depth * mult, 4, stride=2), nn.ReLU()]
+            layers += [nn.Conv2d(last, depth * mult, 4, stride=2), nn.ReLU()]
             last = depth * mult
         self.net = nn.Sequential(*layers, nn.Flatten())
         self.output_dim = depth * 8 * 2 * 2
-        # Channels-last (NHWC) weights and inputs: oneDNN's CPU convolutions run faster in that layout (BENCHMARKS.md,
-        # "Dreamer speed"). Only the memory layout changes: values, shapes and checkpoints are those of NCHW.
-        self.to(memory_format=th.channels_last)
 
     def forward(self, image: th.Tensor) -> th.Tensor:
-        x = image.contiguous(memory_format=th.channels_last)
-        return self.net(x).float()  # float32 under mixed precision, as common.networks.MLP
+        return self.net(image).float()  # float32 under mixed precision, as common.networks.MLP
 
 
 class ConvDecoder(nn.Module):
@@ -83,31 +79,21 @@ class ConvDecoder(nn.Module):
     def __init__(self, feature_dim: int, channels: int, depth: int = 32):
         super().__init__()
         self.embed_dim = depth * 32
-        self.dense = Linear(feature_dim, self.embed_dim)
+        self.dense = nn.Linear(feature_dim, self.embed_dim)
         self.net = nn.Sequential(
-            ConvTranspose2d(self.embed_dim, depth * 4, 5, stride=2),
+            nn.ConvTranspose2d(self.embed_dim, depth * 4, 5, stride=2),
             nn.ReLU(),
-            ConvTranspose2d(depth * 4, depth * 2, 5, stride=2),
+            nn.ConvTranspose2d(depth * 4, depth * 2, 5, stride=2),
             nn.ReLU(),
-            ConvTranspose2d(depth * 2, depth, 6, stride=2),
+            nn.ConvTranspose2d(depth * 2, depth, 6, stride=2),
             nn.ReLU(),
-            ConvTranspose2d(depth, channels, 6, stride=2),
+            nn.ConvTranspose2d(depth, channels, 6, stride=2),
         )
-        self.net.to(memory_format=th.channels_last)  # as ConvEncoder
 
     def forward(self, feature: th.Tensor) -> th.Tensor:
-        # The first transposed convolution sees a 1x1 input, so it is a matrix product: pixel (i, j) of output channel
-        # o is sum_c x_c W[c, o, i, j] + b_o. oneDNN ran it 4-5x slower than this product, forward and backward, at the
-        # paper's sizes (BENCHMARKS.md, "Per-call times at the paper's sizes"). Its channels-last weight, (in, kh, kw, out) in
-        # memory, is the product's (in, kh * kw * out) matrix as it is, and the product viewed as (batch, kh, kw, out)
-        # is the channels-last output. The module and its parameters are unchanged, and so are checkpoints.
-        first = self.net[0]
-        kh, kw = first.kernel_size
-        weight = first.weight.permute(0, 2, 3, 1).reshape(first.in_channels, kh * kw * first.out_channels)
-        x = linear(self.dense(feature).reshape(-1, first.in_channels), weight.t(), first.bias.repeat(kh * kw))
-        x = x.view(-1, kh, kw, first.out_channels).permute(0, 3, 1, 2)
-        # Back to the standard layout, so that callers can view the images as they like.
-        return self.net[1:](x).float().contiguous()
+        x = self.dense(feature).view(-1, self.embed_dim, 1, 1)  # a 1x1 image of embed_dim channels
+        # Standard layout (a fast path may compute channels-last), so that callers can view the images as they like.
+        return self.net(x).float().contiguous()
 
 
 class ActorOutput(NamedTuple):

@@ -8,7 +8,7 @@ import torch as th
 import torch.nn.functional as F
 from torch import nn
 
-from sb3_worldmodels.common.networks import Linear, mlp
+from sb3_worldmodels.common.networks import mlp
 
 
 class RSSMState(NamedTuple):
@@ -76,7 +76,7 @@ class RSSM(nn.Module):
         super().__init__()
         self.stoch_dim, self.deter_dim, self.min_std = stoch_dim, deter_dim, min_std
         self.feature_dim = stoch_dim + deter_dim
-        self.prior_input = nn.Sequential(Linear(stoch_dim + action_dim, hidden_dim), activation_fn())
+        self.prior_input = nn.Sequential(nn.Linear(stoch_dim + action_dim, hidden_dim), activation_fn())
         self.gru = nn.GRUCell(hidden_dim, deter_dim)
         # Heads: one hidden layer each, float32 outputs (common.networks.mlp).
         self.prior_head = mlp(deter_dim, [hidden_dim], 2 * stoch_dim, activation_fn, layer_norm=False)

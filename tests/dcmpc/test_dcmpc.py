@@ -20,9 +20,7 @@ from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import VecNormalize
 
 from sb3_worldmodels import DCMPC
-from sb3_worldmodels.common.networks import LOG2E
-from sb3_worldmodels.dcmpc.dcmpc import first_argmax as dcmpc_first_argmax
-from sb3_worldmodels.dcmpc.policies import PlanGraph
+from sb3_worldmodels.accel.cuda_graph import PlanGraph
 
 VECTOR = spaces.Box(-1, 1, (3,), np.float32)
 ACTION = spaces.Box(-1, 1, (1,), np.float32)
@@ -179,12 +177,12 @@ def test_target_actor_moves_only_with_the_delayed_actor_updates(tiny_dcmpc_kwarg
 
 def test_world_model_loss_and_gradient_match_a_plain_reference(tiny_dcmpc_kwargs, monkeypatch):
     # The update shares one log-softmax between the cross-entropy and the Gumbel sample and draws the noise of the
-    # whole rollout at once; written plainly (F.cross_entropy per step, Gumbel-softmax of the logits) it must agree.
+    # whole rollout at once; written out (F.cross_entropy per step, Gumbel-softmax of the logits) it must agree.
     import torch.nn.functional as F
 
-    import sb3_worldmodels.dcmpc.dcmpc as dcmpc_module
+    from sb3_worldmodels.dcmpc.latent import gumbel_noise
 
-    model = DCMPC("MlpPolicy", "Pendulum-v1", seed=0, max_grad_norm=1e9, device="cpu", **tiny_dcmpc_kwargs)
+    model = DCMPC("MlpPolicy", "Pendulum-v1", seed=0, max_grad_norm=1e9, device="cpu", accel="none", **tiny_dcmpc_kwargs)
     model.learn(60)
     policy, H = model.policy, model.horizon
     data = model.replay_buffer.sample_sequences(16, model.sequence_length)
@@ -194,9 +192,8 @@ def test_world_model_loss_and_gradient_match_a_plain_reference(tiny_dcmpc_kwargs
     mask[:4, 2:] = 0.0  # the transitions after a termination are padding
     data = data._replace(terminations=terminations, mask=mask)
     batch, slots, size = 16, policy.latent_dim, policy.quantizer.codebook_size
-    gumbel = dcmpc_module.gumbel_noise((H - 1, batch, slots, size), "cpu")
-    # The algorithm draws its noise code-major, (step, batch, code, slot); the reference below is slot-major.
-    monkeypatch.setattr(dcmpc_module, "gumbel_noise", lambda shape, device, buffer=None: gumbel.transpose(2, 3).contiguous())
+    gumbel = gumbel_noise((H - 1, batch, slots, size), "cpu")
+    monkeypatch.setattr(policy.latent, "gumbel_noise", lambda shape, device: gumbel)
     params = [p for name in ("encoder", "dynamics", "reward") for p in getattr(policy, name).parameters()]
 
     codes = policy.encode(data.observations[:, 0])
@@ -304,41 +301,6 @@ def test_cuda_graph_planner_is_saved_and_changes_nothing_on_the_cpu(tmp_path, ti
     assert not off.policy.cuda_graph_planner
 
 
-def test_code_major_logits_and_expected_codes_match_the_stored_slot_major_layer(tiny_dcmpc_kwargs):
-    # The dynamics compute their logits code-major with a reordered copy of the output layer (faster softmax and
-    # expectation over the 15 codes); values and gradients must be those of the stored slot-major layer.
-    th.manual_seed(1)
-    policy = DCMPC("MlpPolicy", "Pendulum-v1", device="cpu", **tiny_dcmpc_kwargs).policy
-    slots, size = policy.latent_dim, policy.quantizer.codebook_size
-    obs, action = th.randn(32, 3) * 3, th.rand(32, 1) * 2 - 1
-    codes = policy.encode(obs)
-    reference = policy.dynamics(th.cat([codes, action], dim=-1)).view(32, slots, size)
-    logits = policy.dynamics_logits(codes, action)
-    assert logits.shape == (32, size, slots)
-    assert th.allclose(logits, reference.transpose(1, 2), rtol=1e-5, atol=1e-6)
-    upstream = th.randn_like(logits)
-    head = policy.dynamics[-1]
-    expected = th.autograd.grad((reference.transpose(1, 2) * upstream).sum(), [head.weight, head.bias])
-    got = th.autograd.grad((logits * upstream).sum(), [head.weight, head.bias])
-    for g, e in zip(got, expected, strict=True):
-        assert th.allclose(g, e, rtol=1e-5, atol=1e-6)
-    # Planning: the expected code of every slot, and the reward, through the copy made once per planning call.
-    with th.no_grad():
-        next_codes, reward = policy.imagine_step(codes, action)
-        plain = (th.softmax(reference, dim=-1) @ policy.quantizer.codebook).flatten(1)
-        assert th.allclose(next_codes, plain, rtol=1e-5, atol=1e-6)
-        assert th.allclose(reward, policy.predict_reward(codes, action))
-        # The in-place fast path of planning, from logits in base 2, also for logits far outside exp's range.
-        wide = th.randn(8, size, slots) * 200
-        expected = policy.codes_from_probs(th.softmax(wide, dim=1))
-        assert th.allclose(policy.expected_codes(wide * LOG2E), expected, rtol=1e-5, atol=1e-6)
-        head = policy.planning_head()
-        assert th.allclose(policy.dynamics_logits(codes, action, head), logits * LOG2E, rtol=1e-5, atol=1e-6)
-        # Sampled codes: the code of the first maximum of each slot.
-        picked = dcmpc_first_argmax(logits, dim=1)
-        assert th.equal(policy.codes_from_indices(picked), policy.quantizer.codebook[reference.argmax(-1)].flatten(1))
-
-
 def test_bf16_planning_casts_the_head_once_and_keeps_the_expected_codes_in_float32(tiny_dcmpc_kwargs):
     # Under mixed precision the reordered head is cast to bfloat16 once per planning call (autocast would cast the
     # copy, not a parameter, again in every step), and the expectation over the codes is not rounded to bfloat16.
@@ -357,20 +319,10 @@ def test_bf16_planning_casts_the_head_once_and_keeps_the_expected_codes_in_float
     assert seen and set(seen) == {(th.bfloat16, th.bfloat16)}
     assert policy._planning_head is None  # not kept after the call
     slots, size = policy.latent_dim, policy.quantizer.codebook_size
-    logits = th.randn(4, size, slots) * 3
-    expected = policy.expected_codes(logits.clone())
+    logits = th.randn(4, size, slots) * 3  # code-major: the default fast path
+    expected = policy.latent.planning_expected_code(logits.clone())
     with th.autocast("cpu", dtype=th.bfloat16):
-        assert th.allclose(policy.expected_codes(logits.clone()), expected, rtol=1e-5, atol=1e-6)
-
-
-def test_first_argmax_is_the_first_maximum_along_an_outer_dimension():
-    x = th.randint(0, 3, (64, 15, 40)).float()  # many ties
-    assert th.equal(dcmpc_first_argmax(x, dim=1), x.transpose(1, 2).contiguous().argmax(dim=-1))
-    x = th.randn(8, 300, 5)  # more than 255 candidates: wider index type
-    x[:, 7] = x[:, 250] = 10.0
-    assert th.equal(dcmpc_first_argmax(x, dim=1), th.full((8, 5), 7))
-    x[0, :, 0] = float("nan")  # diverged logits still give a valid index
-    assert 0 <= dcmpc_first_argmax(x, dim=1)[0, 0] < 300
+        assert th.allclose(policy.latent.planning_expected_code(logits.clone()), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_codebook_usage_and_perplexity_are_those_of_the_first_codes(tiny_dcmpc_kwargs):
@@ -450,7 +402,6 @@ def test_replay_buffer_round_trip_and_resumed_training(tmp_path, tiny_dcmpc_kwar
 import gymnasium as gym
 import torch
 from sb3_worldmodels import DCMPC
-from sb3_worldmodels.dcmpc.dcmpc import first_argmax as dcmpc_first_argmax
 torch.set_num_threads(1)
 model = DCMPC.load({str(tmp_path / "model")!r}, env=gym.make("Pendulum-v1"))
 model.load_replay_buffer({str(tmp_path / "buffer")!r})

@@ -181,45 +181,6 @@ def test_imagination_starts_draws_distinct_posterior_states(tiny_dreamer_kwargs)
         Dreamer("MlpPolicy", "Pendulum-v1", **tiny_dreamer_kwargs, imagination_starts=0)
 
 
-def test_channels_last_cnns_match_plain_nchw_convolutions(monkeypatch):
-    import copy
-
-    from sb3_worldmodels.common import networks
-    from sb3_worldmodels.dreamer.policies import ConvDecoder, ConvEncoder
-
-    th.manual_seed(0)
-    encoder, decoder = ConvEncoder(3, depth=8), ConvDecoder(20, 3, depth=8)
-    assert encoder.net[0].weight.is_contiguous(memory_format=th.channels_last)
-    # The reference: the same weights in the standard layout, applied to standard-layout tensors.
-    ref_encoder = copy.deepcopy(encoder).to(memory_format=th.contiguous_format)
-    ref_decoder = copy.deepcopy(decoder).to(memory_format=th.contiguous_format)
-    assert ref_encoder.net[0].weight.is_contiguous() and not ref_encoder.net[0].weight.is_contiguous(
-        memory_format=th.channels_last
-    )
-    image, feature = th.rand(16, 3, 64, 64) - 0.5, th.randn(16, 20)
-    outputs = (encoder(image), decoder(feature))
-    # PyTorch's own convolutions for the reference (not the bias gradient apart and the sub-pixel last layer).
-    monkeypatch.setattr(networks, "OWN_CPU_CONVOLUTIONS", False)
-    references = (ref_encoder.net(image), ref_decoder.net(ref_decoder.dense(feature).view(-1, ref_decoder.embed_dim, 1, 1)))
-    monkeypatch.setattr(networks, "OWN_CPU_CONVOLUTIONS", True)
-    assert outputs[1].is_contiguous()  # callers get the standard layout back
-    # Leading dimensions of the features are flattened into the batch, as before the first layer became a product.
-    assert th.equal(decoder(feature.view(4, 4, 20)), outputs[1])
-
-    def rel(a, b):
-        return ((a - b).norm() / b.norm()).item()
-
-    for out, ref in zip(outputs, references, strict=True):
-        assert out.shape == ref.shape and rel(out, ref) < 1e-5
-        (out.square().sum() + ref.square().sum()).backward()
-    for module, ref_module in ((encoder, ref_encoder), (decoder, ref_decoder)):
-        for p, q in zip(module.parameters(), ref_module.parameters(), strict=True):
-            assert rel(p.grad, q.grad) < 1e-5
-
-
-# ------------------------------------------------------------------------------------ spaces
-
-
 @pytest.mark.parametrize(
     "observation_space, action_space, message",
     [
