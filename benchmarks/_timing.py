@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ctypes.util
 import math
 import os
 import resource
@@ -22,34 +23,50 @@ GLIBC_KEEP_FREED = (
 )
 
 
+def tcmalloc_library() -> str | None:
+    """The name of an installed tcmalloc for ``LD_PRELOAD`` (Debian: ``libtcmalloc-minimal4``), or ``None``."""
+    return ctypes.util.find_library("tcmalloc_minimal") or ctypes.util.find_library("tcmalloc")
+
+
 def add_malloc_option(parser: argparse.ArgumentParser) -> None:
-    """``--malloc keep-freed|default``; call :func:`apply_malloc_option` on the parsed arguments first thing."""
+    """``--malloc tcmalloc|keep-freed|default``; call :func:`apply_malloc_option` on the parsed arguments first thing."""
     parser.add_argument(
         "--malloc",
-        choices=["keep-freed", "default"],
-        default="keep-freed",
-        help="keep-freed: run again with GLIBC_TUNABLES=<GLIBC_KEEP_FREED> unless GLIBC_TUNABLES or LD_PRELOAD is set;"
-        " default: the C allocator as the environment sets it",
+        choices=["tcmalloc", "keep-freed", "default"],
+        default="tcmalloc" if tcmalloc_library() else "keep-freed",
+        help="the C allocator (docs/performance.md, 'Memory allocator'), unless GLIBC_TUNABLES or LD_PRELOAD is set:"
+        " tcmalloc through LD_PRELOAD (the default where it is installed), glibc keeping freed memory"
+        " (GLIBC_TUNABLES=<GLIBC_KEEP_FREED>), or the environment's as it is",
     )
 
 
 def apply_malloc_option(args: argparse.Namespace) -> None:
-    """With ``--malloc keep-freed``, replace this process by the same command with glibc keeping freed memory.
+    """Replace this process by the same command under the allocator ``--malloc`` names.
 
     The C allocator is chosen from the environment when a process starts, so the setting takes a new process
     (``os.execve``; nothing has run yet). An allocator set from outside, ``GLIBC_TUNABLES`` or ``LD_PRELOAD``, is left
     as it is.
     """
-    if args.malloc == "keep-freed" and not {"GLIBC_TUNABLES", "LD_PRELOAD"} & os.environ.keys():
-        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, "GLIBC_TUNABLES": GLIBC_KEEP_FREED})
+    if args.malloc == "default" or {"GLIBC_TUNABLES", "LD_PRELOAD"} & os.environ.keys():
+        return
+    if args.malloc == "tcmalloc":
+        library = tcmalloc_library()
+        if library is None:
+            raise SystemExit("--malloc tcmalloc: no tcmalloc installed (Debian: apt-get install libtcmalloc-minimal4)")
+        variables = {"LD_PRELOAD": library}
+    else:
+        variables = {"GLIBC_TUNABLES": GLIBC_KEEP_FREED}
+    os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **variables})
 
 
 def malloc_setting() -> str:
     """The allocator settings of this process's environment, for the header of a result (``keep-freed``: glibc with
-    ``GLIBC_KEEP_FREED`` alone)."""
+    ``GLIBC_KEEP_FREED`` alone; ``tcmalloc``: tcmalloc preloaded alone)."""
     names = [name for name in ("LD_PRELOAD", "GLIBC_TUNABLES", "MALLOC_CONF") if name in os.environ]
     if names == ["GLIBC_TUNABLES"] and os.environ["GLIBC_TUNABLES"] == GLIBC_KEEP_FREED:
         return "keep-freed"
+    if names == ["LD_PRELOAD"] and "tcmalloc" in os.environ["LD_PRELOAD"]:
+        return "tcmalloc"
     return ",".join(f"{name}={os.environ[name]}" for name in names) or "default"
 
 
@@ -95,7 +112,7 @@ def matmul_rate(dtype: th.dtype, size: int = 1024, repeats: int = 20, device: th
     """
     a, b = th.randn(size, size, dtype=dtype, device=device), th.randn(size, size, dtype=dtype, device=device)
     products = [lambda: a @ b]
-    if th.device(device).type == "cpu" and th.backends.mkldnn.is_available():
+    if th.device(device).type == "cpu" and th.backends.mkldnn.is_available() and dtype == th.float32:
         products.append(lambda: th.ops.mkldnn._linear_pointwise(a, b, None, "none", [], ""))  # a @ b.T
     rates = []
     for product in products:

@@ -18,7 +18,7 @@ import statistics
 import subprocess
 
 import torch as th
-from _timing import accel_option, call_times, hot_calls, malloc_setting
+from _timing import accel_option, add_malloc_option, apply_malloc_option, call_times, hot_calls, malloc_setting
 
 
 def main() -> None:
@@ -31,7 +31,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=pathlib.Path, help="append the result to this JSON list")
+    add_malloc_option(parser)
     args = parser.parse_args()
+    apply_malloc_option(args)
     th.set_num_threads(args.threads)
     settings = {"A": args.a, "B": args.b}
     calls = {name: hot_calls(args.algo, args.size, accel=accel_option(value))[1] for name, value in settings.items()}

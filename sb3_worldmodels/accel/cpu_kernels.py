@@ -1,7 +1,7 @@
 """CPU kernels for float32 layers: the same values as PyTorch's modules (to rounding), faster on an x86 CPU.
 
 Each class here is a subclass of the PyTorch module it replaces, with the same parameters and state dict; only
-``forward`` differs. :func:`sb3_worldmodels.accel.apply` swaps them in (``accel="none"`` keeps PyTorch's own).
+``forward`` differs. :func:`sb3_worldmodels.accel.apply_fast_paths` swaps them in (``accel="none"`` keeps PyTorch's own).
 Timings: docs/performance.md.
 """
 
