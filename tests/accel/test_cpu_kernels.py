@@ -213,3 +213,27 @@ def test_dreamer_image_networks_are_the_same_with_and_without_the_fast_paths(tin
     assert len(results[0][2]) == len(results[1][2]) > 0
     for a, b in zip(results[0][2], results[1][2], strict=True):
         assert _relative_error(b, a) < 1e-4
+
+
+def test_accel_is_saved_with_the_model_and_can_be_changed_at_load(tiny_dcmpc_kwargs, tmp_path):
+    from sb3_worldmodels import DCMPC
+    from sb3_worldmodels.accel.code_major import CodeMajorLatent
+    from sb3_worldmodels.dcmpc.latent import PaperLatent
+
+    def classes(model):
+        return {type(m) for m in model.policy.modules()}, type(model.policy.latent)
+
+    model = DCMPC("MlpPolicy", "Pendulum-v1", accel="none", seed=0, device="cpu", **tiny_dcmpc_kwargs)
+    modules, latent = classes(model)
+    assert th.nn.Mish in modules and not modules & {cpu_kernels.FastMish, cpu_kernels.OneDNNLinear}
+    assert latent is PaperLatent
+    model.save(tmp_path / "plain")
+    loaded = DCMPC.load(tmp_path / "plain", device="cpu")
+    assert loaded.accel == "none" and classes(loaded) == classes(model)
+    fast = DCMPC.load(tmp_path / "plain", device="cpu", accel="auto")
+    modules, latent = classes(fast)
+    assert cpu_kernels.FastMish in modules and th.nn.Mish not in modules and latent is CodeMajorLatent
+    obs = np.zeros((1, 3), np.float32)
+    for a, b in zip(loaded.policy.state_dict().values(), fast.policy.state_dict().values(), strict=True):
+        assert th.equal(a, b)
+    assert np.allclose(loaded.predict(obs, deterministic=True)[0], fast.predict(obs, deterministic=True)[0], atol=1e-5)

@@ -131,6 +131,10 @@ def test_load_replay_buffer_refuses_incompatible_buffers_and_keeps_its_own(algo,
             "imagination_horizon must be an integer >= 1",
             id="Dreamer-imagination",
         ),  # fmt: skip
+        pytest.param(DCMPC, TINY_DCMPC, dict(accel="fast"), r'accel must be "auto", "none" or a list', id="DCMPC-accel"),
+        pytest.param(
+            Dreamer, TINY_DREAMER, dict(accel=["mish", "fused"]), r"Unknown fast paths \['fused'\]", id="Dreamer-accel"
+        ),  # fmt: skip
     ],
 )
 def test_invalid_settings_are_refused_at_construction(algo, tiny, setting, message):
