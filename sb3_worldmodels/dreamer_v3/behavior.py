@@ -1,0 +1,97 @@
+"""DreamerV3's actor and critic losses on an imagined trajectory (arXiv 2301.04104v1, section 3 and eq. 6-8).
+
+A trajectory holds ``H + 1`` model states per start (the start and ``H`` imagined steps), the actions taken in them
+(the actor's samples, with gradients for a ``Box`` space), and the continuation probabilities. From them:
+
+- rewards ``r_t`` (the reward head at states ``1..H``), discounts ``d_t = gamma c_{t+1}`` and weights
+  ``w_t = prod_{k<=t} gamma c_k / gamma``, the probability of still being in the episode at step ``t``;
+- lambda-returns ``R_t = r_t + d_t ((1 - lambda) v_{t+1} + lambda R_{t+1})`` bootstrapped from the critic
+  (:func:`sb3_worldmodels.common.returns.lambda_return`, shared with Dreamer V1);
+- the actor loss: ``-(R_t - v_t) / max(1, S)`` (backpropagated through the model for ``Box`` actions, REINFORCE
+  ``-log pi(a_t) sg((R_t - v_t) / max(1, S))`` for ``Discrete``) minus ``eta H[pi]``, weighted by ``w_t``;
+- the critic loss: the two-hot log-likelihood of ``sg(R_t)`` and of the slow critic's prediction (the regulariser
+  towards an exponential moving average of the critic), weighted by ``w_t``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch as th
+from torch import nn
+
+from sb3_worldmodels.common.returns import lambda_return
+from sb3_worldmodels.dreamer_v3.distributions import ReturnNormalizer
+from sb3_worldmodels.dreamer_v3.heads import Actor, TwoHotHead
+
+
+class Trajectory(NamedTuple):
+    """An imagined trajectory: ``features`` (H + 1, N, F), ``actions`` (H + 1, N, A) and ``continues`` (H + 1, N)."""
+
+    features: th.Tensor
+    actions: th.Tensor
+    continues: th.Tensor
+
+
+def imagined_weights(continues: th.Tensor, gamma: float) -> th.Tensor:
+    """``w_t = prod_{k<=t} (gamma c_k) / gamma``: 1 at the start (where ``c_0`` is 1), then the discounted probability
+    that the episode is still running."""
+    return (th.cumprod(gamma * continues, dim=0) / gamma).detach()
+
+
+def returns_and_values(
+    trajectory: Trajectory, reward_head: TwoHotHead, critic: TwoHotHead, gamma: float, lambda_: float
+) -> tuple[th.Tensor, th.Tensor]:
+    """The lambda-returns ``R_0..R_{H-1}`` and the critic's values ``v_0..v_{H-1}`` along ``trajectory``."""
+    rewards = reward_head.mean(trajectory.features[1:])
+    values = critic.mean(trajectory.features)
+    discounts = gamma * trajectory.continues[1:]
+    returns = lambda_return(rewards, values[:-1], discounts, values[-1], lambda_)
+    return returns, values[:-1]
+
+
+def actor_loss(
+    actor: Actor,
+    trajectory: Trajectory,
+    returns: th.Tensor,
+    values: th.Tensor,
+    return_normalizer: ReturnNormalizer,
+    weights: th.Tensor,
+    entropy_scale: float = 3e-4,
+) -> tuple[th.Tensor, dict[str, th.Tensor]]:
+    """The actor loss (eq. 7); updates ``return_normalizer`` with ``returns`` first, as the official code does."""
+    return_normalizer.update(returns)
+    advantages = (returns - values) / return_normalizer.scale()
+    policy = actor(trajectory.features[:-1].detach())
+    entropy = policy.entropy()
+    if actor.discrete:
+        objective = policy.log_prob(trajectory.actions[:-1].detach()) * advantages.detach()
+    else:
+        objective = advantages
+    loss = (-(objective + entropy_scale * entropy) * weights[:-1]).mean()
+    stats = {
+        "train/actor_loss": loss.detach(),
+        "train/actor_entropy": entropy.detach().mean(),
+        "train/return_scale": return_normalizer.scale().detach(),
+        "train/imagined_return": returns.detach().mean(),
+    }
+    return loss, stats
+
+
+def critic_loss(
+    critic: TwoHotHead, slow_critic: TwoHotHead, trajectory: Trajectory, returns: th.Tensor, weights: th.Tensor
+) -> tuple[th.Tensor, dict[str, th.Tensor]]:
+    """The critic loss (eq. 8) with the slow critic's regulariser (scale 1)."""
+    features = trajectory.features[:-1].detach()
+    with th.no_grad():
+        slow_values = slow_critic.mean(features)
+    log_likelihood = critic.log_prob(features, returns.detach()) + critic.log_prob(features, slow_values)
+    loss = (-log_likelihood * weights[:-1]).mean()
+    return loss, {"train/critic_loss": loss.detach(), "train/value_mean": critic.mean(features).detach().mean()}
+
+
+@th.no_grad()
+def update_slow_critic(critic: nn.Module, slow_critic: nn.Module, fraction: float = 0.02) -> None:
+    """``slow <- fraction critic + (1 - fraction) slow`` for every parameter (the official code mixes 2% per update)."""
+    for source, target in zip(critic.parameters(), slow_critic.parameters(), strict=True):
+        target.lerp_(source, fraction)

@@ -1,0 +1,92 @@
+import copy
+
+import torch as th
+
+from sb3_worldmodels.dreamer_v3.behavior import (
+    Trajectory,
+    actor_loss,
+    critic_loss,
+    imagined_weights,
+    returns_and_values,
+    update_slow_critic,
+)
+from sb3_worldmodels.dreamer_v3.distributions import ReturnNormalizer, symlog, two_hot
+from sb3_worldmodels.dreamer_v3.heads import Actor, TwoHotHead
+
+
+def constant_head(value: float, in_features: int = 4) -> TwoHotHead:
+    """A two-hot head that predicts ``value`` everywhere: zero weights, the target's two-hot as its logits."""
+    head = TwoHotHead(in_features, 8, 1)
+    with th.no_grad():
+        head.out.bias.copy_((two_hot(symlog(th.tensor(value)), head.bins) + 1e-30).log())
+    return head
+
+
+def test_imagined_weights_hand_computed():
+    continues = th.tensor([1.0, 1.0, 0.5, 1.0]).unsqueeze(1)
+    expected = th.tensor([1.0, 0.9, 0.405, 0.3645]).unsqueeze(1)  # cumprod(0.9 c) / 0.9
+    assert th.allclose(imagined_weights(continues, 0.9), expected)
+
+
+def test_lambda_returns_along_an_imagined_trajectory_hand_computed():
+    trajectory = Trajectory(th.randn(3, 2, 4), th.zeros(3, 2, 1), th.ones(3, 2))  # H = 2
+    returns, values = returns_and_values(trajectory, constant_head(1.0), constant_head(0.0), gamma=0.9, lambda_=0.5)
+    # R_1 = r + gamma v_2 = 1; R_0 = r + gamma ((1 - lambda) v_1 + lambda R_1) = 1 + 0.9 * 0.5 = 1.45
+    assert th.allclose(returns, th.tensor([[1.45, 1.45], [1.0, 1.0]]), atol=1e-4)
+    assert th.allclose(values, th.zeros(2, 2), atol=1e-5)
+
+
+def test_critic_loss_is_the_weighted_two_hot_likelihood_of_returns_and_slow_values():
+    critic, slow = constant_head(0.0), constant_head(5.0)
+    trajectory = Trajectory(th.randn(3, 2, 4), th.zeros(3, 2, 1), th.ones(3, 2))
+    returns, weights = th.full((2, 2), 3.0), th.tensor([[1.0, 1.0], [0.5, 0.5], [0.25, 0.25]])
+    loss, _ = critic_loss(critic, slow, trajectory, returns, weights)
+    features = trajectory.features[:-1]
+    expected = -(critic.log_prob(features, returns) + critic.log_prob(features, th.full((2, 2), 5.0))) * weights[:-1]
+    assert th.allclose(loss, expected.mean(), rtol=1e-4)
+    loss.backward()
+    assert critic.out.bias.grad is not None and slow.out.bias.grad is None  # the slow critic is only a target
+
+
+def test_actor_loss_backpropagates_for_boxes_and_uses_reinforce_for_discrete_actions():
+    th.manual_seed(0)
+    features = th.randn(3, 5, 4, requires_grad=True)
+    weights = th.ones(3, 5)
+    for discrete in (False, True):
+        actor = Actor(4, 2, discrete=discrete, units=8, layers=1)
+        actions = actor(features.detach()).rsample()
+        trajectory = Trajectory(features, actions, th.ones(3, 5))
+        returns = features[1:].sum(-1) * 10  # depends on the trajectory, so a gradient can flow into it
+        values = th.zeros(2, 5)
+        normalizer = ReturnNormalizer()
+        loss, stats = actor_loss(actor, trajectory, returns, values, normalizer, weights, entropy_scale=0.0)
+        assert normalizer.high > 0  # updated with these returns
+        features.grad = None
+        loss.backward()
+        if discrete:
+            assert features.grad is None  # REINFORCE: the advantage is a constant
+            expected = -(actor(features[:-1].detach()).log_prob(actions[:-1].detach()) * returns.detach()).mean()
+            assert th.allclose(loss, expected / normalizer.scale(), rtol=1e-5)
+        else:
+            assert features.grad is not None  # the returns' gradient reaches the model
+            assert th.allclose(loss, -(returns / normalizer.scale()).mean(), rtol=1e-5)
+    assert set(stats) >= {"train/actor_loss", "train/actor_entropy", "train/return_scale"}
+
+
+def test_entropy_bonus_and_slow_critic_update():
+    actor = Actor(4, 2, discrete=False, units=8, layers=1)
+    features = th.randn(2, 3, 4)
+    trajectory = Trajectory(features, th.zeros(2, 3, 2), th.ones(2, 3))
+    zero = th.zeros(1, 3)
+    with_entropy, _ = actor_loss(actor, trajectory, zero, zero, ReturnNormalizer(), th.ones(2, 3), entropy_scale=0.5)
+    entropy = actor(features[:-1]).entropy().mean()
+    assert th.allclose(with_entropy, -0.5 * entropy)
+    critic = TwoHotHead(4, 8, 1)
+    slow = copy.deepcopy(critic)
+    with th.no_grad():
+        for p in critic.parameters():
+            p.add_(1.0)
+    before = [p.clone() for p in slow.parameters()]
+    update_slow_critic(critic, slow, fraction=0.02)
+    for old, new, source in zip(before, slow.parameters(), critic.parameters(), strict=True):
+        assert th.allclose(new, 0.98 * old + 0.02 * source)
