@@ -66,6 +66,18 @@ def _storage_dtype(space: spaces.Box) -> np.dtype:
     return np.dtype(np.float32) if np.issubdtype(space.dtype, np.floating) else np.dtype(space.dtype)
 
 
+def observed_mask(data: SequenceSamples) -> th.Tensor:
+    """``(B, L + 1)``: 1.0 for the observations of a sequence's own episode, ``o_0`` and the next observation of each
+    true transition; the padding after them is 0."""
+    return th.cat([th.ones_like(data.mask[:, :1]), data.mask], dim=1)
+
+
+def masked_mean(values: th.Tensor, mask: th.Tensor) -> th.Tensor:
+    """Mean of ``values`` over the entries where ``mask`` (broadcast over the leading dimensions) is 1."""
+    mask = mask.expand_as(values)
+    return (values * mask).sum() / mask.sum().clamp(min=1)
+
+
 class SequenceReplayBuffer(ReplayBuffer):
     """Replay buffer that samples contiguous sequences inside episodes.
 

@@ -14,7 +14,7 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 
 from sb3_worldmodels.common.base import WorldModelAlgorithm, check_at_least
-from sb3_worldmodels.common.buffers import SequenceReplayBuffer, SequenceSamples
+from sb3_worldmodels.common.buffers import SequenceReplayBuffer, SequenceSamples, masked_mean, observed_mask
 from sb3_worldmodels.common.returns import lambda_return
 from sb3_worldmodels.common.spaces import DISCRETE_OBSERVATIONS, check_box_action_space, check_not_empty
 from sb3_worldmodels.common.wrappers import action_repeat_of
@@ -28,18 +28,6 @@ SelfDreamer = TypeVar("SelfDreamer", bound="Dreamer")
 #: ``gradient_steps`` updates every 1000 frames.
 PAPER_PREFILL_FRAMES = 5000
 PAPER_TRAIN_EVERY_FRAMES = 1000
-
-
-def observed_mask(data: SequenceSamples) -> th.Tensor:
-    """``(B, L + 1)``: 1.0 for the observations of a sequence's own episode, ``o_0`` and the next observation of each
-    true transition; the padding after them is 0."""
-    return th.cat([th.ones_like(data.mask[:, :1]), data.mask], dim=1)
-
-
-def masked_mean(values: th.Tensor, mask: th.Tensor) -> th.Tensor:
-    """Mean of ``values`` over the entries where ``mask`` (broadcast over the leading dimensions) is 1."""
-    mask = mask.expand_as(values)
-    return (values * mask).sum() / mask.sum().clamp(min=1)
 
 
 class Dreamer(WorldModelAlgorithm):
