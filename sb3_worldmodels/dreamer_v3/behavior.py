@@ -22,7 +22,8 @@ from torch import nn
 
 from sb3_worldmodels.common.returns import lambda_return
 from sb3_worldmodels.dreamer_v3.distributions import ReturnNormalizer
-from sb3_worldmodels.dreamer_v3.heads import Actor, TwoHotHead
+from sb3_worldmodels.dreamer_v3.heads import Actor, BernoulliHead, TwoHotHead
+from sb3_worldmodels.dreamer_v3.rssm import RSSM, RSSMState
 
 
 class Trajectory(NamedTuple):
@@ -31,6 +32,34 @@ class Trajectory(NamedTuple):
     features: th.Tensor
     actions: th.Tensor
     continues: th.Tensor
+
+
+def imagine(
+    rssm: RSSM,
+    actor: Actor,
+    continuation: BernoulliHead,
+    start: RSSMState,
+    start_continues: th.Tensor,
+    horizon: int = 15,
+    generator: th.Generator | None = None,
+) -> Trajectory:
+    """Roll the actor out in the model for ``horizon`` steps from each start state (``(N, ...)``, detached).
+
+    The actor sees each state without its gradient and acts by sampling (``rsample``: a ``Box`` action carries the
+    gradient of the later states and rewards back to it). The continuation of the start state is given (1 unless it
+    ended an episode); those of imagined states are the continuation head's probabilities.
+    """
+    state = RSSMState(*(part.detach() for part in start))
+    features, actions = [rssm.features(state)], []
+    for _ in range(horizon):
+        action = actor(features[-1].detach()).rsample()
+        actions.append(action)
+        state = rssm.img_step(state, action, generator)
+        features.append(rssm.features(state))
+    actions.append(actor(features[-1].detach()).rsample())  # the last state's action: its entropy is not used
+    features = th.stack(features)
+    continues = th.cat([start_continues.unsqueeze(0), th.sigmoid(continuation(features[1:]))], dim=0)
+    return Trajectory(features, th.stack(actions), continues)
 
 
 def imagined_weights(continues: th.Tensor, gamma: float) -> th.Tensor:

@@ -90,3 +90,25 @@ def test_entropy_bonus_and_slow_critic_update():
     update_slow_critic(critic, slow, fraction=0.02)
     for old, new, source in zip(before, slow.parameters(), critic.parameters(), strict=True):
         assert th.allclose(new, 0.98 * old + 0.02 * source)
+
+
+def test_imagination_rolls_the_actor_out_in_the_model():
+    from sb3_worldmodels.dreamer_v3.behavior import imagine
+    from sb3_worldmodels.dreamer_v3.heads import BernoulliHead
+    from sb3_worldmodels.dreamer_v3.rssm import RSSM
+
+    th.manual_seed(0)
+    rssm = RSSM(embed_dim=3, action_dim=2, deter=8, stoch=2, classes=3, units=8)
+    actor = Actor(rssm.feature_dim, 2, discrete=False, units=8, layers=1)
+    continuation = BernoulliHead(rssm.feature_dim, 8, 1)
+    start = rssm.initial(5)
+    trajectory = imagine(rssm, actor, continuation, start, th.ones(5), horizon=4, generator=th.Generator().manual_seed(0))
+    assert trajectory.features.shape == (5, 5, rssm.feature_dim) and trajectory.actions.shape == (5, 5, 2)
+    assert (
+        th.equal(trajectory.continues[0], th.ones(5)) and ((trajectory.continues > 0) & (trajectory.continues < 1))[1:].all()
+    )
+    assert th.allclose(trajectory.features[0], rssm.features(start))
+    # A Box action's gradient reaches the actor through the imagined states.
+    trajectory.features[-1].sum().backward()
+    assert actor.out.weight.grad is not None and actor.out.weight.grad.abs().sum() > 0
+    assert rssm.initial_deter.grad is None  # the start states are detached
