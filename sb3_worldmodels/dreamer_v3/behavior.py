@@ -1,4 +1,4 @@
-"""DreamerV3's actor and critic losses on an imagined trajectory (arXiv 2301.04104v1, section 3 and eq. 6-8).
+"""DreamerV3's actor and critic losses on an imagined trajectory (arXiv 2301.04104v1, "actor critic learning").
 
 A trajectory holds ``H + 1`` model states per start (the start and ``H`` imagined steps), the actions taken in them
 (the actor's samples, with gradients for a ``Box`` space), and the continuation probabilities. From them:
@@ -88,7 +88,7 @@ def actor_loss(
     weights: th.Tensor,
     entropy_scale: float = 3e-4,
 ) -> tuple[th.Tensor, dict[str, th.Tensor]]:
-    """The actor loss (eq. 7); updates ``return_normalizer`` with ``returns`` first, as the official code does."""
+    """The actor loss; updates ``return_normalizer`` with ``returns`` first, as the official code does."""
     return_normalizer.update(returns)
     advantages = (returns - values) / return_normalizer.scale()
     policy = actor(trajectory.features[:-1].detach())
@@ -110,7 +110,7 @@ def actor_loss(
 def critic_loss(
     critic: TwoHotHead, slow_critic: TwoHotHead, trajectory: Trajectory, returns: th.Tensor, weights: th.Tensor
 ) -> tuple[th.Tensor, dict[str, th.Tensor]]:
-    """The critic loss (eq. 8) with the slow critic's regulariser (scale 1)."""
+    """The critic loss with the slow critic's regulariser (scale 1)."""
     features = trajectory.features[:-1].detach()
     with th.no_grad():
         slow_values = slow_critic.mean(features)

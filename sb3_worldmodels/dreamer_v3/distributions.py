@@ -4,14 +4,14 @@ Hafner et al., *Mastering Diverse Domains through World Models*, arXiv 2301.0410
 one piece of the paper's text, named as there; the defaults are the paper's (and those of the official code of that
 version, ``danijar/dreamerv3`` before its 2024 rewrite):
 
-- ``symlog`` / ``symexp`` (eq. 9): the squashing of vector observations, rewards and values;
-- the two-hot discrete regression of rewards and values over 255 bins, evenly spaced from -20 to 20 in symlog space
-  (eq. 10-11): ``two_hot``, ``two_hot_log_prob``, ``two_hot_mean``;
+- ``symlog`` / ``symexp``: the squashing of vector observations, rewards and values;
+- the two-hot discrete regression of rewards and values over 255 bins, evenly spaced from -20 to 20 in symlog
+  space: ``two_hot``, ``two_hot_log_prob``, ``two_hot_mean``;
 - the categorical latent: 32 categoricals of 32 classes, each mixed with 1% of a uniform distribution
   (``unimix_logits``) and sampled with straight-through gradients (``straight_through_sample``);
-- KL balancing with free bits (eq. 5): ``kl_balance_losses``, the dynamics loss ``max(1, KL[sg(post) || prior])`` and
+- KL balancing with free bits: ``kl_balance_losses``, the dynamics loss ``max(1, KL[sg(post) || prior])`` and
   the representation loss ``max(1, KL[post || sg(prior)])`` per time step, scaled 0.5 and 0.1 by the world-model loss;
-- return normalisation (eq. 7): :class:`ReturnNormalizer`, the exponential moving average of the 5th to 95th
+- return normalisation: :class:`ReturnNormalizer`, the exponential moving average of the 5th to 95th
   percentile range of the lambda-returns, divided into them only once it exceeds 1.
 """
 
@@ -60,13 +60,13 @@ def two_hot(x: th.Tensor, bins: th.Tensor) -> th.Tensor:
 
 
 def two_hot_log_prob(logits: th.Tensor, y: th.Tensor, bins: th.Tensor) -> th.Tensor:
-    """The log-likelihood of the targets ``y`` under the predicted bin ``logits`` (eq. 10): the cross-entropy of
+    """The log-likelihood of the targets ``y`` under the predicted bin ``logits``: the cross-entropy of
     ``softmax(logits)`` against the two-hot encoding of ``symlog(y)``, with the sign of a log-likelihood."""
     return (two_hot(symlog(y), bins) * F.log_softmax(logits, dim=-1)).sum(-1)
 
 
 def two_hot_mean(logits: th.Tensor, bins: th.Tensor) -> th.Tensor:
-    """The prediction of a two-hot head (eq. 11): ``symexp(softmax(logits) . bins)``."""
+    """The prediction of a two-hot head: ``symexp(softmax(logits) . bins)``."""
     return symexp(F.softmax(logits, dim=-1) @ bins)
 
 
@@ -99,7 +99,7 @@ def categorical_kl(p_logits: th.Tensor, q_logits: th.Tensor) -> th.Tensor:
 def kl_balance_losses(
     posterior_logits: th.Tensor, prior_logits: th.Tensor, free_bits: float = 1.0
 ) -> tuple[th.Tensor, th.Tensor]:
-    """The dynamics and representation losses per step (eq. 5), before their scales (0.5 and 0.1):
+    """The dynamics and representation losses per step, before their scales (0.5 and 0.1):
     ``max(free_bits, KL[sg(post) || prior])``, which trains the prior, and ``max(free_bits, KL[post || sg(prior)])``,
     which trains the posterior. Below ``free_bits`` nats a step gives no gradient."""
     dynamics = categorical_kl(posterior_logits.detach(), prior_logits).clamp(min=free_bits)
@@ -108,7 +108,7 @@ def kl_balance_losses(
 
 
 class ReturnNormalizer(nn.Module):
-    """The scale the lambda-returns are divided by in the actor loss (eq. 7): ``max(1, S)``, where ``S`` is an
+    """The scale the lambda-returns are divided by in the actor loss: ``max(1, S)``, where ``S`` is an
     exponential moving average (decay 0.99) of the range between the 5th and 95th percentiles of each batch of
     returns. Returns that already vary less than 1 are left as they are; large ones are scaled down, without letting
     a few outliers set the scale. The averages start at 0 and are kept in the state dict."""

@@ -1,4 +1,4 @@
-"""DreamerV3's world model and its loss (arXiv 2301.04104v1, eq. 4-5), in plain PyTorch.
+"""DreamerV3's world model and its loss (arXiv 2301.04104v1, "world model learning"), in plain PyTorch.
 
 ``L = beta_pred L_pred + beta_dyn L_dyn + beta_rep L_rep`` with ``beta = (1, 0.5, 0.1)``: the prediction loss is minus
 the log-likelihood of the observations (images: squared error; vectors: squared error in symlog space), of the rewards
