@@ -61,6 +61,23 @@ def tiny_dreamer_kwargs() -> dict:
     return {**TINY_DREAMER, "policy_kwargs": dict(TINY_DREAMER["policy_kwargs"])}
 
 
+#: A DreamerV3 small enough for unit tests: one update every 2 env steps of 4 x 8 replayed steps.
+TINY_DREAMER_V3 = dict(
+    learning_starts=100,
+    batch_size=4,
+    batch_length=8,
+    replay_ratio=16,
+    imagination_horizon=4,
+    buffer_size=2000,
+    policy_kwargs=dict(size="XS", deter=16, units=16, layers=1, cnn_depth=4, stoch=4, classes=4),
+)
+
+
+@pytest.fixture
+def tiny_dreamer_v3_kwargs() -> dict:
+    return {**TINY_DREAMER_V3, "policy_kwargs": dict(TINY_DREAMER_V3["policy_kwargs"])}
+
+
 def make_pixel_cartpole(size: int = 64, action_repeat: int = 1):
     """dm_control cartpole-swingup from pixels only: 64x64x3 uint8 frames rendered with EGL."""
     from sb3_worldmodels.common.wrappers import make_pixel_dm_control

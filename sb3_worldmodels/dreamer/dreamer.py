@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -28,6 +28,43 @@ SelfDreamer = TypeVar("SelfDreamer", bound="Dreamer")
 #: ``gradient_steps`` updates every 1000 frames.
 PAPER_PREFILL_FRAMES = 5000
 PAPER_TRAIN_EVERY_FRAMES = 1000
+
+
+def previous_actions(data: SequenceSamples, action_to_input: Callable[[th.Tensor], th.Tensor]) -> th.Tensor:
+    """``a_{t-1}`` for every observation ``o_t`` of the sequences, as the RSSM's input ``(B, L + 1, ...)``: o_t is
+    observed after a_{t-1}; before ``o_0``, the stored action that led to it, zero at an episode start (as the
+    official code)."""
+    first = action_to_input(data.previous_actions.unsqueeze(1)) * (1 - data.episode_starts).view(-1, 1, 1)
+    return th.cat([first, action_to_input(data.actions)], dim=1)
+
+
+def actions_to_take(
+    algo: WorldModelAlgorithm, action: th.Tensor, discrete: bool, action_noise: ActionNoise | None, n_envs: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The env's and the buffer's actions from a Dreamer actor's (one-hot, or [-1, 1] for ``Box``), with SB3's extra
+    ``action_noise``; the noisy action is the one the acting state carries to the next step."""
+    if discrete:
+        index = action.argmax(dim=-1).cpu().numpy()
+        return index, index
+    scaled_action = action.float().cpu().numpy()  # (n_envs, action_dim)
+    if action_noise is not None:
+        scaled_action = np.clip(scaled_action + np.reshape(action_noise(), (1, -1)), -1, 1).astype(np.float32)
+        algo._acting_state = (*algo._acting_state[:2], scaled_action)
+    # In the action space's own shape (a multi-dimensional Box, as SB3's algorithms take).
+    scaled_action = scaled_action.reshape(n_envs, *algo.action_space.shape)
+    return algo.policy.unscale_action(scaled_action), scaled_action
+
+
+def open_loop_errors(
+    truth: dict[str, th.Tensor], prediction: dict[str, th.Tensor], rewards: dict[str, th.Tensor]
+) -> dict[str, th.Tensor]:
+    """Mean squared errors of an open-loop prediction per predicted step, ``(horizon,)`` each: ``observation_mse``
+    (averaged over the observation keys) and ``reward_mse``, over the steps inside each sequence's episode."""
+    mask = rewards["mask"]
+    count = mask.sum(dim=0).clamp(min=1)
+    observation_mse = sum(((prediction[k] - truth[k]) ** 2).flatten(2).mean(dim=2).mul(mask).sum(0) for k in truth) / count
+    reward_mse = ((rewards["predicted"] - rewards["true"]) ** 2).mul(mask).sum(dim=0) / count
+    return {"observation_mse": observation_mse / len(truth), "reward_mse": reward_mse}
 
 
 class Dreamer(WorldModelAlgorithm):
@@ -247,16 +284,7 @@ class Dreamer(WorldModelAlgorithm):
         action, self._acting_state = self.policy.step(
             obs_tensor, self._acting_state, self._episode_starts, deterministic=False, exploration=self.exploration_noise
         )
-        if self.policy.actor.discrete:
-            index = action.argmax(dim=-1).cpu().numpy()
-            return index, index
-        scaled_action = action.cpu().numpy()  # (n_envs, action_dim)
-        if action_noise is not None:
-            scaled_action = np.clip(scaled_action + np.reshape(action_noise(), (1, -1)), -1, 1)
-            self._acting_state = (*self._acting_state[:2], scaled_action.astype(np.float32))
-        # In the action space's own shape (a multi-dimensional Box, as SB3's algorithms take).
-        scaled_action = scaled_action.reshape(n_envs, *self.action_space.shape)
-        return self.policy.unscale_action(scaled_action), scaled_action
+        return actions_to_take(self, action, self.policy.actor.discrete, action_noise, n_envs)
 
     # ------------------------------------------------------------------ training
     @property
@@ -285,12 +313,7 @@ class Dreamer(WorldModelAlgorithm):
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
 
     def _previous_actions(self, data: SequenceSamples) -> th.Tensor:
-        """``a_{t-1}`` for every observation ``o_t`` of the sequences, as the RSSM's input ``(B, L + 1, ...)``: o_t is
-        observed after a_{t-1}; before ``o_0``, the stored action that led to it, zero at an episode start (as the
-        official code)."""
-        policy = self.policy
-        first = policy.action_to_input(data.previous_actions.unsqueeze(1)) * (1 - data.episode_starts).view(-1, 1, 1)
-        return th.cat([first, policy.action_to_input(data.actions)], dim=1)
+        return previous_actions(data, self.policy.action_to_input)
 
     def _observe(self, data: SequenceSamples) -> tuple[dict[str, th.Tensor], RSSMState, RSSMState]:
         """Posterior and prior states of every observation of the sequences, ``(B, T, ...)``."""
@@ -480,9 +503,4 @@ class Dreamer(WorldModelAlgorithm):
     def prediction_errors(self, n_sequences: int, horizon: int, context: int | None = None) -> dict[str, th.Tensor]:
         """Open-loop prediction error against the horizon: ``observation_mse`` and ``reward_mse``, each ``(horizon,)``."""
         context = self.prediction_context if context is None else context
-        truth, prediction, rewards = self.open_loop_prediction(n_sequences, context, horizon)
-        mask = rewards["mask"]
-        count = mask.sum(dim=0).clamp(min=1)
-        observation_mse = sum(((prediction[k] - truth[k]) ** 2).flatten(2).mean(dim=2).mul(mask).sum(0) for k in truth) / count
-        reward_mse = ((rewards["predicted"] - rewards["true"]) ** 2).mul(mask).sum(dim=0) / count
-        return {"observation_mse": observation_mse / len(truth), "reward_mse": reward_mse}
+        return open_loop_errors(*self.open_loop_prediction(n_sequences, context, horizon))

@@ -40,6 +40,25 @@ KERAS_ADAM_EPS = 1e-7
 
 
 @th.no_grad()
+def preprocess_observations(
+    obs: PyTorchObs, parts: dict[str, spaces.Space], image_keys: Sequence[str], normalize_images: bool, image_offset: float
+) -> dict[str, th.Tensor]:
+    """Observations (any leading shape) as a dict of float tensors: uint8 images scaled to [0, 1] minus
+    ``image_offset`` (unless ``normalize_images`` is false), vectors flattened, discrete observations one-hot encoded
+    (SB3's ``preprocess_obs``); a 0-d Box (dm_control walker's height) becomes one feature."""
+    obs = obs if isinstance(obs, dict) else {"": obs}
+    out = {}
+    for key, value in obs.items():
+        if key in image_keys:
+            value = value.float()
+            out[key] = value / 255.0 - image_offset if normalize_images else value
+        else:
+            space = parts[key]
+            lead = value.shape[: value.dim() - len(space.shape)]
+            out[key] = preprocess_obs(value.reshape(-1, *space.shape), space).float().reshape(*lead, -1)
+    return out
+
+
 def init_as_keras(module: nn.Module) -> None:
     """Initialise as the official (TF2 / Keras) code does, whose layers keep Keras' defaults: glorot-uniform weights and
     zero biases for dense and (transposed) convolution layers; for the GRU cell a glorot-uniform input kernel, an
@@ -340,19 +359,7 @@ class DreamerPolicy(BasePolicy):
     # -------------------------------------------------------------- observations
     def preprocess(self, obs: PyTorchObs) -> dict[str, th.Tensor]:
         """Observations as a dict of float tensors: images in [-0.5, 0.5], vectors flattened."""
-        obs = obs if isinstance(obs, dict) else {"": obs}
-        out = {}
-        for key, value in obs.items():
-            if key in self.image_keys:
-                value = value.float()
-                out[key] = value / 255.0 - 0.5 if self.normalize_images else value
-            else:
-                # Flattened to one vector per observation, discrete observations one-hot encoded (SB3's preprocess_obs);
-                # a 0-d Box (dm_control walker's height) becomes one feature.
-                space = self.parts[key]
-                lead = value.shape[: value.dim() - len(space.shape)]
-                out[key] = preprocess_obs(value.reshape(-1, *space.shape), space).float().reshape(*lead, -1)
-        return out
+        return preprocess_observations(obs, self.parts, self.image_keys, self.normalize_images, image_offset=0.5)
 
     def embed(self, obs: dict[str, th.Tensor]) -> th.Tensor:
         """Concatenated embeddings of preprocessed observations of any leading shape ``(..., *obs_shape)``."""

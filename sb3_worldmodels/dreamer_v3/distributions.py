@@ -49,11 +49,11 @@ def two_hot(x: th.Tensor, bins: th.Tensor) -> th.Tensor:
     weighted mean of the bins is ``x``; a value on a bin puts all its weight there, and values outside the bins put
     it all on the nearest end.
     """
-    x = x.clamp(bins[0], bins[-1])
+    x = x.to(bins.dtype).clamp(bins[0], bins[-1])
     below = (th.searchsorted(bins, x.contiguous(), right=True) - 1).clamp(0, len(bins) - 2)
     low, high = bins[below], bins[below + 1]
     weight_above = ((x - low) / (high - low)).clamp(0.0, 1.0)
-    target = th.zeros(*x.shape, len(bins), dtype=x.dtype, device=x.device)
+    target = th.zeros(*x.shape, len(bins), dtype=bins.dtype, device=x.device)
     target.scatter_(-1, below.unsqueeze(-1), (1 - weight_above).unsqueeze(-1))
     target.scatter_add_(-1, (below + 1).unsqueeze(-1), weight_above.unsqueeze(-1))
     return target

@@ -107,9 +107,11 @@ class Actor(nn.Module):
         """The action distribution: independent normals (``Box``) or a one-hot categorical (``Discrete``)."""
         x = self.net(features)
         if self.discrete:
-            return D.OneHotCategoricalStraightThrough(logits=unimix_logits(self.out(x), self.unimix))
+            return D.OneHotCategoricalStraightThrough(logits=unimix_logits(self.out(x), self.unimix), validate_args=False)
         std = (self.max_std - self.min_std) * th.sigmoid(self.std(x) + 2.0) + self.min_std
-        return D.Independent(D.Normal(th.tanh(self.out(x)), std), 1)
+        # No argument validation: it would synchronise with the device on every call, and refuse a NaN that the
+        # algorithm's non-finite-gradient check is there to catch.
+        return D.Independent(D.Normal(th.tanh(self.out(x)), std, validate_args=False), 1, validate_args=False)
 
     def mode(self, features: th.Tensor) -> th.Tensor:
         """The most likely action: the mean of the normals, or the one-hot of the most likely action."""

@@ -121,15 +121,23 @@ class RSSM(nn.Module):
             return action
         return action * (self.action_clip / action.abs().clamp(min=self.action_clip)).detach()
 
-    def img_step(self, state: RSSMState, action: th.Tensor, generator: th.Generator | None = None) -> RSSMState:
-        """One step of the prior: the GRU from ``(z_{t-1}, a_{t-1})``, then ``z_t ~ p(z_t | h_t)``."""
+    def img_step(
+        self, state: RSSMState, action: th.Tensor, generator: th.Generator | None = None, deterministic: bool = False
+    ) -> RSSMState:
+        """One step of the prior: the GRU from ``(z_{t-1}, a_{t-1})``, then ``z_t ~ p(z_t | h_t)`` (its most likely
+        code with ``deterministic``)."""
         x = self.img_in(th.cat([state.stoch.flatten(-2), self._clip(action)], dim=-1))
         reset, candidate, update = self.gru(th.cat([state.deter, x], dim=-1)).chunk(3, dim=-1)
         candidate = th.tanh(th.sigmoid(reset) * candidate)
         update = th.sigmoid(update - 1)
         deter = update * candidate + (1 - update) * state.deter
         logits = self._logits(self.img_stats, self.img_out(deter))
-        return RSSMState(deter, logits, straight_through_sample(logits, generator))
+        return RSSMState(deter, logits, self._code(logits, generator, deterministic))
+
+    def _code(self, logits: th.Tensor, generator: th.Generator | None, deterministic: bool) -> th.Tensor:
+        if deterministic:
+            return F.one_hot(logits.argmax(-1), self.classes).to(logits.dtype)
+        return straight_through_sample(logits, generator)
 
     def obs_step(
         self,
@@ -138,9 +146,11 @@ class RSSM(nn.Module):
         embed: th.Tensor,
         is_first: th.Tensor,
         generator: th.Generator | None = None,
+        deterministic: bool = False,
     ) -> tuple[RSSMState, RSSMState]:
         """One observed step: where ``is_first`` the previous state and action are replaced by the learned initial
-        state and zeros; then the prior step and the posterior ``z_t ~ q(z_t | h_t, x_t)``. Returns (posterior, prior)."""
+        state and zeros; then the prior step and the posterior ``z_t ~ q(z_t | h_t, x_t)`` (its most likely code with
+        ``deterministic``, for repeatable acting). Returns (posterior, prior)."""
         keep = (~is_first.bool()).to(embed.dtype).unsqueeze(-1)
         initial = self.initial(embed.shape[0])
         state = RSSMState(
@@ -150,8 +160,7 @@ class RSSM(nn.Module):
         )
         prior = self.img_step(state, keep * action, generator)
         logits = self._logits(self.obs_stats, self.obs_out(th.cat([prior.deter, embed], dim=-1)))
-        posterior = RSSMState(prior.deter, logits, straight_through_sample(logits, generator))
-        return posterior, prior
+        return RSSMState(prior.deter, logits, self._code(logits, generator, deterministic)), prior
 
     def observe(
         self,

@@ -17,7 +17,7 @@ import torch as th
 from torch import nn
 
 from sb3_worldmodels.common.buffers import masked_mean
-from sb3_worldmodels.dreamer_v3.distributions import kl_balance_losses
+from sb3_worldmodels.dreamer_v3.distributions import kl_balance_losses, symexp
 from sb3_worldmodels.dreamer_v3.encoders import ImageDecoder, ImageEncoder, VectorDecoder, VectorEncoder
 from sb3_worldmodels.dreamer_v3.heads import BernoulliHead, TwoHotHead
 from sb3_worldmodels.dreamer_v3.rssm import RSSM, RSSMState
@@ -86,6 +86,14 @@ class WorldModel(nn.Module):
             flat = value.reshape(-1, *value.shape[len(lead) :])
             embeds.append(self.encoders[self._names[key]](flat).view(*lead, -1))
         return th.cat(embeds, dim=-1)
+
+    def decode(self, features: th.Tensor) -> dict[str, th.Tensor]:
+        """The predicted observations, in observation space (images in [0, 1], vectors through ``symexp``)."""
+        out = {}
+        for key in self.keys:
+            prediction = self.decoders[self._names[key]](features)
+            out[key] = prediction if key in self.image_keys else symexp(prediction)
+        return out
 
     def observation_log_prob(self, features: th.Tensor, obs: dict[str, th.Tensor]) -> th.Tensor:
         """The log-likelihood of every observation, summed over the keys, with the shape of ``features[..., 0]``."""

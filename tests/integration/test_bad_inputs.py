@@ -8,7 +8,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
-from conftest import TINY_DCMPC, TINY_DREAMER, ToyEnv
+from conftest import TINY_DCMPC, TINY_DREAMER, TINY_DREAMER_V3, ToyEnv
 from gymnasium import spaces
 from stable_baselines3 import SAC
 from stable_baselines3.common.env_util import make_vec_env
@@ -16,8 +16,13 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 from sb3_worldmodels import DCMPC, Dreamer
 from sb3_worldmodels.common.callbacks import OpenLoopVideoCallback, PredictionErrorCallback
+from sb3_worldmodels.dreamer_v3 import DreamerV3
 
-ALGOS = [pytest.param(DCMPC, TINY_DCMPC, id="DCMPC"), pytest.param(Dreamer, TINY_DREAMER, id="Dreamer")]
+ALGOS = [
+    pytest.param(DCMPC, TINY_DCMPC, id="DCMPC"),
+    pytest.param(Dreamer, TINY_DREAMER, id="Dreamer"),
+    pytest.param(DreamerV3, TINY_DREAMER_V3, id="DreamerV3"),
+]
 BOX = spaces.Box(-1, 1, (3,), np.float32)
 ACTION = spaces.Box(-1, 1, (1,), np.float32)
 

@@ -16,7 +16,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
-from conftest import TINY_DCMPC, TINY_DREAMER, ToyEnv
+from conftest import TINY_DCMPC, TINY_DREAMER, TINY_DREAMER_V3, ToyEnv
 from gymnasium import spaces
 from stable_baselines3.common.callbacks import CheckpointCallback
 from stable_baselines3.common.env_util import make_vec_env
@@ -24,8 +24,13 @@ from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
 from sb3_worldmodels import DCMPC, Dreamer
+from sb3_worldmodels.dreamer_v3 import DreamerV3
 
-ALGOS = [pytest.param(DCMPC, TINY_DCMPC, id="DCMPC"), pytest.param(Dreamer, TINY_DREAMER, id="Dreamer")]
+ALGOS = [
+    pytest.param(DCMPC, TINY_DCMPC, id="DCMPC"),
+    pytest.param(Dreamer, TINY_DREAMER, id="Dreamer"),
+    pytest.param(DreamerV3, TINY_DREAMER_V3, id="DreamerV3"),
+]
 
 
 def make(algo, tiny, env="Pendulum-v1", **extra):
@@ -338,7 +343,7 @@ def test_unsupported_spaces_name_what_is_supported(algo, tiny, observation_space
 @pytest.mark.parametrize("algo, tiny", ALGOS)
 def test_unknown_policy_kwargs_fail_clearly(algo, tiny):
     # The message names the key and lists the options the policy does take.
-    with pytest.raises(TypeError, match=r"no option 'not_an_option'; its policy_kwargs are: .*activation_fn"):
+    with pytest.raises(TypeError, match=r"no option 'not_an_option'; its policy_kwargs are: .*(activation_fn|units)"):
         algo("MlpPolicy", "Pendulum-v1", **{**tiny, "policy_kwargs": {**tiny["policy_kwargs"], "not_an_option": 1}})
 
 
@@ -443,6 +448,8 @@ def test_non_finite_losses_skip_the_step_and_are_counted(algo, tiny, fused):
 
     def actor_loss(x: th.Tensor) -> th.Tensor:
         out = actor(x)
+        if isinstance(out, th.distributions.Distribution):  # DreamerV3's actor
+            return out.rsample().sum()
         return getattr(out, "sample", out).sum()
 
     model._clip_and_step(optimizer, actor_loss(th.full((2, features), float("nan"), device=model.device)), 10.0)

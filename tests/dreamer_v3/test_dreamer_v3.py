@@ -1,0 +1,87 @@
+import copy
+import math
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch as th
+from conftest import TINY_DREAMER_V3, ToyEnv
+
+from sb3_worldmodels.dreamer_v3 import DreamerV3
+from sb3_worldmodels.dreamer_v3.policies import MODEL_SIZES
+
+
+def test_replay_ratio_sets_sb3_schedule():
+    # One update replays 16 x 64 = 1024 steps: a ratio of 512 is one update every 2 env steps.
+    assert DreamerV3.replay_schedule(512, 16, 64, n_envs=1) == (2, 1)
+    assert DreamerV3.replay_schedule(512, 16, 64, n_envs=4) == (1, 2)  # 4 env steps per vec step: 2 updates
+    assert DreamerV3.replay_schedule(64, 4, 8, n_envs=1) == (1, 2)
+    model = DreamerV3("MlpPolicy", "Pendulum-v1", **{**TINY_DREAMER_V3, "replay_ratio": 8})
+    assert model.train_freq.frequency == 4 and model.gradient_steps == 1
+    sb3 = DreamerV3("MlpPolicy", "Pendulum-v1", **{**TINY_DREAMER_V3, "train_freq": 10, "gradient_steps": 3})
+    assert sb3.train_freq.frequency == 10 and sb3.gradient_steps == 3  # SB3's own schedule, when given
+    with pytest.raises(ValueError, match="replay_ratio must be > 0"):
+        DreamerV3("MlpPolicy", "Pendulum-v1", replay_ratio=0)
+
+
+def test_paper_defaults():
+    model = DreamerV3("MlpPolicy", "Pendulum-v1", _init_setup_model=False)
+    assert (model.batch_size, model.batch_length, model.replay_ratio) == (16, 64, 512)
+    assert math.isclose(model.gamma, 1 - 1 / 333) and model.lambda_ == 0.95 and model.imagination_horizon == 15
+    assert (model.learning_rate, model.actor_learning_rate, model.critic_learning_rate) == (1e-4, 3e-5, 3e-5)
+    assert (model.entropy_scale, model.slow_critic_fraction) == (3e-4, 0.02)
+    assert (model.model_max_grad_norm, model.actor_critic_max_grad_norm) == (1000.0, 100.0)
+    assert MODEL_SIZES["S"] == dict(deter=512, units=512, layers=2, cnn_depth=32)
+    model = DreamerV3("MlpPolicy", "Pendulum-v1")
+    policy = model.policy
+    assert policy.world_model.rssm.deter_dim == 512 and policy.world_model.rssm.stoch_dim == 32
+    assert policy.world_model_optimizer.defaults["eps"] == 1e-8 and policy.actor_optimizer.defaults["eps"] == 1e-5
+
+
+def test_an_update_trains_every_part_and_moves_the_slow_critic(tiny_dreamer_v3_kwargs):
+    model = DreamerV3("MlpPolicy", "Pendulum-v1", seed=0, **tiny_dreamer_v3_kwargs)
+    model.learn(tiny_dreamer_v3_kwargs["learning_starts"] + 20)
+    policy = model.policy
+    parts = {name: copy.deepcopy(getattr(policy, name).state_dict()) for name in ("world_model", "actor", "critic")}
+    slow, critic = copy.deepcopy(policy.slow_critic.state_dict()), copy.deepcopy(policy.critic.state_dict())
+    model.train(gradient_steps=1, batch_size=model.batch_size)
+    for name, before in parts.items():
+        after = getattr(policy, name).state_dict()
+        assert any(not th.equal(before[k], after[k]) for k in before), name
+    new_critic = policy.critic.state_dict()
+    for key, value in policy.slow_critic.state_dict().items():
+        assert th.allclose(value, 0.98 * slow[key] + 0.02 * new_critic[key], atol=1e-6), key
+    assert any(not th.equal(slow[k], critic[k]) for k in slow)  # the slow critic lags behind
+    assert model.logger.name_to_value["train/return_scale"] >= 1.0
+
+
+def test_discrete_actions_and_image_observations(tiny_dreamer_v3_kwargs):
+    model = DreamerV3("MlpPolicy", "CartPole-v1", seed=0, **tiny_dreamer_v3_kwargs)
+    model.learn(tiny_dreamer_v3_kwargs["learning_starts"] + 10)
+    action, _ = model.predict(np.zeros(4, np.float32), deterministic=True)
+    assert action.shape == () and action in (0, 1)
+    env = ToyEnv(gym.spaces.Box(0, 255, (16, 16, 3), np.uint8), gym.spaces.Box(-1, 1, (2,)))
+    model = DreamerV3("CnnPolicy", env, seed=0, **tiny_dreamer_v3_kwargs)
+    model.learn(tiny_dreamer_v3_kwargs["learning_starts"] + 10)
+    truth, prediction, rewards = model.open_loop_prediction(2, context=2, horizon=3)
+    assert truth[""].shape == prediction[""].shape == (2, 3, 3, 16, 16) and rewards["predicted"].shape == (2, 3)
+    assert truth[""].min() >= -0.5 and truth[""].max() <= 0.5
+    errors = model.prediction_errors(2, horizon=3, context=2)
+    assert errors["observation_mse"].shape == (3,) and errors["reward_mse"].shape == (3,)
+    with pytest.raises(ValueError, match="power of 2"):
+        DreamerV3("CnnPolicy", ToyEnv(gym.spaces.Box(0, 255, (24, 24, 3), np.uint8), gym.spaces.Box(-1, 1, (2,))))
+
+
+def test_deterministic_actions_survive_save_and_load(tiny_dreamer_v3_kwargs, tmp_path):
+    model = DreamerV3("MlpPolicy", "Pendulum-v1", seed=0, **tiny_dreamer_v3_kwargs)
+    model.learn(tiny_dreamer_v3_kwargs["learning_starts"] + 20)
+    obs = np.array([[0.3, -0.9, 1.5], [1.0, 0.0, -2.0]], np.float32)
+    actions, state = model.predict(obs, deterministic=True)
+    again, state2 = model.predict(obs, state=state, episode_start=np.array([True, True]), deterministic=True)
+    assert np.allclose(actions, again)  # an episode start restarts from the learned initial state
+    model.save(tmp_path / "v3")
+    loaded = DreamerV3.load(tmp_path / "v3", device="cpu")
+    assert np.allclose(loaded.predict(obs, deterministic=True)[0], actions, atol=1e-6)
+    for a, b in zip(model.policy.slow_critic.parameters(), loaded.policy.slow_critic.parameters(), strict=True):
+        assert th.equal(a, b)
+    assert th.equal(model.policy.return_normalizer.high, loaded.policy.return_normalizer.high)
