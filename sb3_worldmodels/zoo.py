@@ -1,4 +1,4 @@
-"""RL Zoo integration: ``dcmpc`` and ``dreamer`` registered next to the Zoo's own algorithms.
+"""RL Zoo integration: ``dcmpc``, ``dreamer`` and ``dreamer_v3`` registered next to the Zoo's own algorithms.
 
 ``python -m sb3_worldmodels.train`` / ``.enjoy`` / ``.record_video`` run rl_zoo3's own entry points after
 :func:`register`, so every option of ``python -m rl_zoo3.train`` works unchanged. For our algorithms the
@@ -14,9 +14,10 @@ from typing import Any
 
 from sb3_worldmodels.dcmpc import DCMPC
 from sb3_worldmodels.dreamer import Dreamer
+from sb3_worldmodels.dreamer_v3 import DreamerV3
 
 #: The algorithms of this package, by their Zoo name.
-ALGORITHMS = {"dcmpc": DCMPC, "dreamer": Dreamer}
+ALGORITHMS = {"dcmpc": DCMPC, "dreamer": Dreamer, "dreamer_v3": DreamerV3}
 #: Folder of the shipped hyperparameter files (the Zoo's YAML format).
 HYPERPARAMS_DIR = Path(__file__).parent / "hyperparams"
 
@@ -48,10 +49,18 @@ def sample_dreamer_params(trial: Any, n_actions: int, n_envs: int, additional_ar
     }
 
 
+def sample_dreamer_v3_params(trial: Any, n_actions: int, n_envs: int, additional_args: dict) -> dict[str, Any]:
+    """Optuna sampler of DreamerV3's two scaling knobs, model size and replay ratio (the rest is fixed by design)."""
+    return {
+        "policy_kwargs": {"size": trial.suggest_categorical("size", ["XS", "S", "M"])},
+        "replay_ratio": 2 ** trial.suggest_int("replay_ratio_pow", 5, 10),
+    }
+
+
 def _convert(params: dict[str, Any]) -> dict[str, Any]:
     """Optuna trial parameters -> constructor arguments (the Zoo's HYPERPARAMS_CONVERTER contract)."""
     params = dict(params)
-    for name in ("batch_size", "num_samples"):
+    for name in ("batch_size", "num_samples", "replay_ratio"):
         if f"{name}_pow" in params:
             params[name] = 2 ** params.pop(f"{name}_pow")
     if "critic_learning_rate" in params:
@@ -59,8 +68,16 @@ def _convert(params: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
+def _convert_dreamer_v3(params: dict[str, Any]) -> dict[str, Any]:
+    """:func:`_convert`, with the sampled model size put into ``policy_kwargs``."""
+    params = _convert(params)
+    if "size" in params:
+        params["policy_kwargs"] = {"size": params.pop("size")}
+    return params
+
+
 def register() -> None:
-    """Add ``dcmpc`` and ``dreamer`` to rl_zoo3's algorithm table and Optuna samplers; make shimmy's envs known.
+    """Add our algorithms to rl_zoo3's algorithm table and Optuna samplers; make shimmy's envs known.
 
     Idempotent. rl_zoo3's modules import the same dict objects, so every Zoo entry point sees them.
     """
@@ -70,8 +87,10 @@ def register() -> None:
 
     gym.register_envs(shimmy)
     utils.ALGOS.update(ALGORITHMS)
-    hyperparams_opt.HYPERPARAMS_SAMPLER.update(dcmpc=sample_dcmpc_params, dreamer=sample_dreamer_params)
-    hyperparams_opt.HYPERPARAMS_CONVERTER.update(dcmpc=_convert, dreamer=_convert)
+    hyperparams_opt.HYPERPARAMS_SAMPLER.update(
+        dcmpc=sample_dcmpc_params, dreamer=sample_dreamer_params, dreamer_v3=sample_dreamer_v3_params
+    )
+    hyperparams_opt.HYPERPARAMS_CONVERTER.update(dcmpc=_convert, dreamer=_convert, dreamer_v3=_convert_dreamer_v3)
 
 
 def _algo_from_argv(argv: list[str]) -> str | None:

@@ -69,6 +69,19 @@ def test_console_script_trains_dreamer(tmp_path):
     assert (tmp_path / "logs" / "dreamer" / "Pendulum-v1_1" / "Pendulum-v1.zip").is_file()
 
 
+def test_dreamer_v3_trains_and_optimizes_from_the_zoo(tmp_path):
+    tiny = [
+        "--hyperparams", "learning_starts:100", "train_freq:50", "gradient_steps:1", "batch_size:4", "batch_length:8",
+        "imagination_horizon:3", "policy_kwargs:dict(size='XS',deter=16,units=16,layers=1,stoch=4,classes=4)",
+    ]  # fmt: skip
+    train = "--algo dreamer_v3 --env Pendulum-v1 -n 150 -f logs --num-threads 1 --eval-freq -1"
+    run(sys.executable, "-m", "sb3_worldmodels.train", *train.split(), *tiny, cwd=tmp_path)
+    assert (tmp_path / "logs" / "dreamer_v3" / "Pendulum-v1_1" / "Pendulum-v1.zip").is_file()
+    from sb3_worldmodels.zoo import _convert_dreamer_v3
+
+    assert _convert_dreamer_v3({"size": "M", "replay_ratio_pow": 6}) == {"policy_kwargs": {"size": "M"}, "replay_ratio": 64}
+
+
 def test_dreamer_trains_on_a_registered_pixel_env_from_the_zoo(tmp_path):
     env_id = "sb3_worldmodels/dmc-cartpole-swingup-pixels-v0"
     train = f"--algo dreamer --env {env_id} -n 40 -f logs --num-threads 1 --eval-freq -1"
@@ -171,17 +184,16 @@ def test_shipped_zoo_entries_are_the_documented_presets(algo, env_id, preset):
     assert entry == getattr(presets, preset)
 
 
-@pytest.mark.parametrize("algo", ["dcmpc", "dreamer"])
+@pytest.mark.parametrize("algo", ["dcmpc", "dreamer", "dreamer_v3"])
 def test_every_shipped_zoo_entry_names_only_constructor_arguments(algo):
     # A misspelt key would only fail when the Zoo builds the model for that env (the GPU entries are never run here).
     import inspect
 
     import yaml
 
-    from sb3_worldmodels import DCMPC, Dreamer
-    from sb3_worldmodels.zoo import HYPERPARAMS_DIR
+    from sb3_worldmodels.zoo import ALGORITHMS, HYPERPARAMS_DIR
 
     zoo_keys = {"n_timesteps", "n_envs", "normalize", "env_wrapper", "vec_env_wrapper", "frame_stack", "callback"}
-    accepted = set(inspect.signature({"dcmpc": DCMPC, "dreamer": Dreamer}[algo]).parameters) | zoo_keys
+    accepted = set(inspect.signature(ALGORITHMS[algo]).parameters) | zoo_keys
     for env_id, entry in yaml.safe_load((HYPERPARAMS_DIR / f"{algo}.yml").read_text()).items():
         assert set(entry) <= accepted, (env_id, set(entry) - accepted)
