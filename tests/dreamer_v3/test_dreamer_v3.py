@@ -85,3 +85,29 @@ def test_deterministic_actions_survive_save_and_load(tiny_dreamer_v3_kwargs, tmp
     for a, b in zip(model.policy.slow_critic.parameters(), loaded.policy.slow_critic.parameters(), strict=True):
         assert th.equal(a, b)
     assert th.equal(model.policy.return_normalizer.high, loaded.policy.return_normalizer.high)
+
+
+def test_fast_paths_give_the_plain_world_model_loss_and_gradients(tiny_dreamer_v3_kwargs):
+    env = ToyEnv(gym.spaces.Box(0, 255, (16, 16, 3), np.uint8), gym.spaces.Box(-1, 1, (2,)))
+    models = [DreamerV3("CnnPolicy", env, accel=accel, device="cpu", **tiny_dreamer_v3_kwargs) for accel in ("none", "auto")]
+    models[1].policy.load_state_dict(models[0].policy.state_dict())
+    assert type(models[1].policy.world_model.encoders["obs0"].net[0]) is not th.nn.Conv2d  # a fast path is in place
+    g = th.Generator().manual_seed(0)
+    inputs = dict(
+        obs={"": th.rand(3, 5, 3, 16, 16, generator=g)},
+        previous_actions=th.rand(3, 5, 2, generator=g),
+        is_first=th.zeros(3, 5, dtype=th.bool),
+        rewards=th.randn(3, 4, generator=g),
+        terminations=th.zeros(3, 4),
+        mask=th.ones(3, 4),
+    )
+    results = []
+    for model in models:
+        world_model = model.policy.world_model
+        world_model.zero_grad()
+        loss, _, _ = world_model.loss(**inputs, generator=th.Generator().manual_seed(1))
+        loss.backward()
+        results.append((loss.detach(), [p.grad.clone() for p in world_model.parameters() if p.grad is not None]))
+    assert th.allclose(results[0][0], results[1][0], rtol=1e-5)
+    for a, b in zip(results[0][1], results[1][1], strict=True):
+        assert th.allclose(a, b, rtol=1e-3, atol=1e-5)
