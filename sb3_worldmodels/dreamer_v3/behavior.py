@@ -1,7 +1,8 @@
 """DreamerV3's actor and critic losses on an imagined trajectory (arXiv 2301.04104v1, "actor critic learning").
 
-A trajectory holds ``H + 1`` model states per start (the start and ``H`` imagined steps), the actions taken in them
-(the actor's samples, with gradients for a ``Box`` space), and the continuation probabilities. From them:
+A trajectory holds ``H + 1`` model states per start (the start and ``H`` imagined steps), the ``H`` actions that led
+from one to the next (the actor's samples, with gradients for a ``Box`` space) with their log-probabilities and the
+policy's entropies, and the continuation probabilities. From them:
 
 - rewards ``r_t`` (the reward head at states ``1..H``), discounts ``d_t = gamma c_{t+1}`` and weights
   ``w_t = prod_{k<=t} gamma c_k / gamma``, the probability of still being in the episode at step ``t``;
@@ -21,16 +22,19 @@ import torch as th
 from torch import nn
 
 from sb3_worldmodels.common.returns import lambda_return
-from sb3_worldmodels.dreamer_v3.distributions import ReturnNormalizer
+from sb3_worldmodels.dreamer_v3.distributions import ReturnNormalizer, two_hot_log_prob, two_hot_mean
 from sb3_worldmodels.dreamer_v3.heads import Actor, BernoulliHead, TwoHotHead
 from sb3_worldmodels.dreamer_v3.rssm import RSSM, RSSMState
 
 
 class Trajectory(NamedTuple):
-    """An imagined trajectory: ``features`` (H + 1, N, F), ``actions`` (H + 1, N, A) and ``continues`` (H + 1, N)."""
+    """An imagined trajectory: ``features`` (H + 1, N, F), ``actions`` (H, N, A), their ``log_probs`` and the policy's
+    ``entropies`` in the states they were taken in (H, N), and ``continues`` (H + 1, N)."""
 
     features: th.Tensor
     actions: th.Tensor
+    log_probs: th.Tensor
+    entropies: th.Tensor
     continues: th.Tensor
 
 
@@ -46,20 +50,24 @@ def imagine(
     """Roll the actor out in the model for ``horizon`` steps from each start state (``(N, ...)``, detached).
 
     The actor sees each state without its gradient and acts by sampling (``rsample``: a ``Box`` action carries the
-    gradient of the later states and rewards back to it). The continuation of the start state is given (1 unless it
-    ended an episode); those of imagined states are the continuation head's probabilities.
+    gradient of the later states and rewards back to it). The log-probability of each action (of the action without
+    its gradient, what REINFORCE needs) and the policy's entropy are kept from the same evaluation of the actor, which
+    the actor loss then uses. The continuation of the start state is given (1 unless it ended an episode); those of
+    imagined states are the continuation head's probabilities.
     """
     state = RSSMState(*(part.detach() for part in start))
-    features, actions = [rssm.features(state)], []
+    features, actions, log_probs, entropies = [rssm.features(state)], [], [], []
     for _ in range(horizon):
-        action = actor(features[-1].detach()).rsample()
+        policy = actor(features[-1].detach())
+        action = policy.rsample()
         actions.append(action)
+        log_probs.append(policy.log_prob(action.detach()))
+        entropies.append(policy.entropy())
         state = rssm.img_step(state, action, generator)
         features.append(rssm.features(state))
-    actions.append(actor(features[-1].detach()).rsample())  # the last state's action: its entropy is not used
     features = th.stack(features)
     continues = th.cat([start_continues.unsqueeze(0), th.sigmoid(continuation(features[1:]))], dim=0)
-    return Trajectory(features, th.stack(actions), continues)
+    return Trajectory(features, th.stack(actions), th.stack(log_probs), th.stack(entropies), continues)
 
 
 def imagined_weights(continues: th.Tensor, gamma: float) -> th.Tensor:
@@ -80,21 +88,21 @@ def returns_and_values(
 
 
 def actor_loss(
-    actor: Actor,
     trajectory: Trajectory,
     returns: th.Tensor,
     values: th.Tensor,
     return_normalizer: ReturnNormalizer,
     weights: th.Tensor,
     entropy_scale: float = 3e-4,
+    discrete: bool = False,
 ) -> tuple[th.Tensor, dict[str, th.Tensor]]:
-    """The actor loss; updates ``return_normalizer`` with ``returns`` first, as the official code does."""
+    """The actor loss, by REINFORCE for ``discrete`` actions; updates ``return_normalizer`` with ``returns`` first, as
+    the official code does."""
     return_normalizer.update(returns)
     advantages = (returns - values) / return_normalizer.scale()
-    policy = actor(trajectory.features[:-1].detach())
-    entropy = policy.entropy()
-    if actor.discrete:
-        objective = policy.log_prob(trajectory.actions[:-1].detach()) * advantages.detach()
+    entropy = trajectory.entropies
+    if discrete:
+        objective = trajectory.log_probs * advantages.detach()
     else:
         objective = advantages
     loss = (-(objective + entropy_scale * entropy) * weights[:-1]).mean()
@@ -114,9 +122,12 @@ def critic_loss(
     features = trajectory.features[:-1].detach()
     with th.no_grad():
         slow_values = slow_critic.mean(features)
-    log_likelihood = critic.log_prob(features, returns.detach()) + critic.log_prob(features, slow_values)
+    logits = critic(features)  # one forward pass serves both targets and the logged value
+    bins = critic.bins
+    log_likelihood = two_hot_log_prob(logits, returns.detach(), bins) + two_hot_log_prob(logits, slow_values, bins)
     loss = (-log_likelihood * weights[:-1]).mean()
-    return loss, {"train/critic_loss": loss.detach(), "train/value_mean": critic.mean(features).detach().mean()}
+    value_mean = two_hot_mean(logits.detach(), bins).mean()
+    return loss, {"train/critic_loss": loss.detach(), "train/value_mean": value_mean}
 
 
 @th.no_grad()

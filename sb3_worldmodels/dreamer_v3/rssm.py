@@ -111,10 +111,10 @@ class RSSM(nn.Module):
 
     def initial(self, batch_size: int) -> RSSMState:
         """The learned first state: ``h_0 = tanh(w)``, ``z_0`` the most likely code of the prior at ``h_0``."""
-        deter = th.tanh(self.initial_deter).expand(batch_size, -1)
+        deter = th.tanh(self.initial_deter).unsqueeze(0)  # computed once, then shared by the batch
         logits = self._logits(self.img_stats, self.img_out(deter))
         stoch = F.one_hot(logits.argmax(-1), self.classes).to(deter.dtype)
-        return RSSMState(deter, logits, stoch)
+        return RSSMState(deter.expand(batch_size, -1), logits.expand(batch_size, -1, -1), stoch.expand(batch_size, -1, -1))
 
     def _clip(self, action: th.Tensor) -> th.Tensor:
         if self.action_clip <= 0.0:

@@ -29,7 +29,7 @@ def test_imagined_weights_hand_computed():
 
 
 def test_lambda_returns_along_an_imagined_trajectory_hand_computed():
-    trajectory = Trajectory(th.randn(3, 2, 4), th.zeros(3, 2, 1), th.ones(3, 2))  # H = 2
+    trajectory = Trajectory(th.randn(3, 2, 4), th.zeros(2, 2, 1), th.zeros(2, 2), th.zeros(2, 2), th.ones(3, 2))  # H = 2
     returns, values = returns_and_values(trajectory, constant_head(1.0), constant_head(0.0), gamma=0.9, lambda_=0.5)
     # R_1 = r + gamma v_2 = 1; R_0 = r + gamma ((1 - lambda) v_1 + lambda R_1) = 1 + 0.9 * 0.5 = 1.45
     assert th.allclose(returns, th.tensor([[1.45, 1.45], [1.0, 1.0]]), atol=1e-4)
@@ -38,7 +38,7 @@ def test_lambda_returns_along_an_imagined_trajectory_hand_computed():
 
 def test_critic_loss_is_the_weighted_two_hot_likelihood_of_returns_and_slow_values():
     critic, slow = constant_head(0.0), constant_head(5.0)
-    trajectory = Trajectory(th.randn(3, 2, 4), th.zeros(3, 2, 1), th.ones(3, 2))
+    trajectory = Trajectory(th.randn(3, 2, 4), th.zeros(2, 2, 1), th.zeros(2, 2), th.zeros(2, 2), th.ones(3, 2))
     returns, weights = th.full((2, 2), 3.0), th.tensor([[1.0, 1.0], [0.5, 0.5], [0.25, 0.25]])
     loss, _ = critic_loss(critic, slow, trajectory, returns, weights)
     features = trajectory.features[:-1]
@@ -54,18 +54,20 @@ def test_actor_loss_backpropagates_for_boxes_and_uses_reinforce_for_discrete_act
     weights = th.ones(3, 5)
     for discrete in (False, True):
         actor = Actor(4, 2, discrete=discrete, units=8, layers=1)
-        actions = actor(features.detach()).rsample()
-        trajectory = Trajectory(features, actions, th.ones(3, 5))
+        policy = actor(features[:-1].detach())
+        actions = policy.rsample()
+        log_probs, entropies = policy.log_prob(actions.detach()), policy.entropy()
+        trajectory = Trajectory(features, actions, log_probs, entropies, th.ones(3, 5))
         returns = features[1:].sum(-1) * 10  # depends on the trajectory, so a gradient can flow into it
         values = th.zeros(2, 5)
         normalizer = ReturnNormalizer()
-        loss, stats = actor_loss(actor, trajectory, returns, values, normalizer, weights, entropy_scale=0.0)
+        loss, stats = actor_loss(trajectory, returns, values, normalizer, weights, entropy_scale=0.0, discrete=discrete)
         assert normalizer.high > 0  # updated with these returns
         features.grad = None
         loss.backward()
         if discrete:
             assert features.grad is None  # REINFORCE: the advantage is a constant
-            expected = -(actor(features[:-1].detach()).log_prob(actions[:-1].detach()) * returns.detach()).mean()
+            expected = -(actor(features[:-1].detach()).log_prob(actions.detach()) * returns.detach()).mean()
             assert th.allclose(loss, expected / normalizer.scale(), rtol=1e-5)
         else:
             assert features.grad is not None  # the returns' gradient reaches the model
@@ -76,11 +78,13 @@ def test_actor_loss_backpropagates_for_boxes_and_uses_reinforce_for_discrete_act
 def test_entropy_bonus_and_slow_critic_update():
     actor = Actor(4, 2, discrete=False, units=8, layers=1)
     features = th.randn(2, 3, 4)
-    trajectory = Trajectory(features, th.zeros(2, 3, 2), th.ones(2, 3))
+    entropies = actor(features[:-1]).entropy()
+    trajectory = Trajectory(features, th.zeros(1, 3, 2), th.zeros(1, 3), entropies, th.ones(2, 3))
     zero = th.zeros(1, 3)
-    with_entropy, _ = actor_loss(actor, trajectory, zero, zero, ReturnNormalizer(), th.ones(2, 3), entropy_scale=0.5)
-    entropy = actor(features[:-1]).entropy().mean()
-    assert th.allclose(with_entropy, -0.5 * entropy)
+    with_entropy, _ = actor_loss(trajectory, zero, zero, ReturnNormalizer(), th.ones(2, 3), entropy_scale=0.5)
+    assert th.allclose(with_entropy, -0.5 * entropies.mean())
+    with_entropy.backward()
+    assert actor.std.weight.grad.abs().sum() > 0  # the entropy bonus trains the actor's spread
     critic = TwoHotHead(4, 8, 1)
     slow = copy.deepcopy(critic)
     with th.no_grad():
@@ -103,7 +107,11 @@ def test_imagination_rolls_the_actor_out_in_the_model():
     continuation = BernoulliHead(rssm.feature_dim, 8, 1)
     start = rssm.initial(5)
     trajectory = imagine(rssm, actor, continuation, start, th.ones(5), horizon=4, generator=th.Generator().manual_seed(0))
-    assert trajectory.features.shape == (5, 5, rssm.feature_dim) and trajectory.actions.shape == (5, 5, 2)
+    assert trajectory.features.shape == (5, 5, rssm.feature_dim) and trajectory.actions.shape == (4, 5, 2)
+    # The log-probabilities and entropies are those of the policy in the state each action was taken in.
+    policy = actor(trajectory.features[:-1].detach())
+    assert th.allclose(trajectory.log_probs, policy.log_prob(trajectory.actions.detach()), atol=1e-5)
+    assert th.allclose(trajectory.entropies, policy.entropy(), atol=1e-5)
     assert (
         th.equal(trajectory.continues[0], th.ones(5)) and ((trajectory.continues > 0) & (trajectory.continues < 1))[1:].all()
     )

@@ -1,0 +1,116 @@
+"""DreamerV3 with one set of hyperparameters (:data:`~sb3_worldmodels.presets.DREAMER_V3_CPU`) on two kinds of task:
+Pendulum-v1 (continuous actions, 200-step episodes) and CartPole-v1 (discrete actions, episodes that end early).
+
+Usage::
+
+    python benchmarks/dreamer_v3_learning.py --env Pendulum-v1 --seeds 0 1 2 3 4 --steps 10000 --eval-freq 1000
+    python benchmarks/dreamer_v3_learning.py --env CartPole-v1 --seeds 0 1 2 3 4 --steps 20000 --eval-freq 2000
+    python benchmarks/dreamer_v3_learning.py --plot benchmarks/results/dreamer_v3   # tables and one PNG per env
+
+Every ``--eval-freq`` env steps the deterministic policy is evaluated on ``--eval-episodes`` fresh episodes; the
+targets are -200 on Pendulum-v1 and 475 on CartPole-v1 (its "solved" return).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch as th
+from pendulum_learning import EvalCurve
+
+from sb3_worldmodels import DreamerV3
+from sb3_worldmodels.presets import DREAMER_V3_CPU
+
+THRESHOLDS = {"Pendulum-v1": -200.0, "CartPole-v1": 475.0}
+
+
+def run(env_id: str, seed: int, steps: int, eval_freq: int, eval_episodes: int, override: dict, verbose: int) -> dict:
+    eval_env = gym.make(env_id)
+    eval_env.reset(seed=10_000 + seed)
+    model = DreamerV3("MlpPolicy", env_id, seed=seed, verbose=verbose, **{**DREAMER_V3_CPU, **override})
+    callback = EvalCurve(eval_env, eval_freq, eval_episodes)
+    start = time.time()
+    model.learn(steps, callback=callback, log_interval=4)
+    return dict(
+        algo="dreamer_v3",
+        env=env_id,
+        seed=seed,
+        override=override,
+        steps=callback.steps,
+        returns=callback.returns,
+        wall_s=time.time() - start,
+    )
+
+
+def first_crossing(steps: list[int], returns: list[float], threshold: float) -> int | None:
+    return next((step for step, value in zip(steps, returns, strict=False) if value >= threshold), None)
+
+
+def plot(folder: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+    for env_id in sorted({r["env"] for r in runs}):
+        group = [r for r in runs if r["env"] == env_id]
+        n = min(len(r["steps"]) for r in group)
+        steps = np.array(group[0]["steps"][:n])
+        returns = np.array([r["returns"][:n] for r in group])
+        threshold = THRESHOLDS.get(env_id)
+        print(f"\n{env_id}: {len(group)} seeds, deterministic evaluation")
+        print("| env steps | " + " | ".join(f"seed {r['seed']}" for r in group) + " | mean |")
+        print("| --- " * (len(group) + 2) + "|")
+        for i, s in enumerate(steps):
+            print(f"| {s} | " + " | ".join(f"{r['returns'][i]:.0f}" for r in group) + f" | {returns[:, i].mean():.0f} |")
+        if threshold is not None:
+            crossings = [first_crossing(r["steps"], r["returns"], threshold) for r in group]
+            print(f"first step at >= {threshold}: {crossings}; wall-clock s: {[round(r['wall_s']) for r in group]}")
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for r in group:
+            ax.plot(r["steps"], r["returns"], color="tab:green", alpha=0.35, linewidth=1)
+        ax.plot(steps, returns.mean(0), color="tab:green", linewidth=2, label=f"DreamerV3, CPU size ({len(group)} seeds)")
+        if threshold is not None:
+            ax.axhline(threshold, color="gray", linestyle="--", linewidth=1)
+        ax.set_xlabel("env steps")
+        ax.set_ylabel("mean evaluation return")
+        ax.set_title(env_id)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(folder / f"{env_id.split('-')[0].lower()}.png", dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--env", default="Pendulum-v1")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--steps", type=int, default=10_000)
+    parser.add_argument("--eval-freq", type=int, default=1000)
+    parser.add_argument("--eval-episodes", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--override", type=json.loads, default={}, help="JSON dict of constructor arguments to change")
+    parser.add_argument("--label", default="cpu", help="name of the run group in the file names")
+    parser.add_argument("--verbose", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/dreamer_v3"))
+    parser.add_argument("--plot", type=Path, default=None)
+    args = parser.parse_args()
+    if args.plot is not None:
+        plot(args.plot)
+        return
+    th.set_num_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    for seed in args.seeds:
+        result = run(args.env, seed, args.steps, args.eval_freq, args.eval_episodes, args.override, args.verbose)
+        result["label"] = args.label
+        name = f"{args.env.split('-')[0].lower()}_{args.label}_seed{seed}.json"
+        (args.out / name).write_text(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
