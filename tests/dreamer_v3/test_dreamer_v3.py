@@ -24,6 +24,22 @@ def test_replay_ratio_sets_sb3_schedule():
         DreamerV3("MlpPolicy", "Pendulum-v1", replay_ratio=0)
 
 
+def test_the_cpu_preset_keeps_the_paper_objectives_and_updates_once_per_env_step():
+    from stable_baselines3.common.env_util import make_vec_env
+
+    from sb3_worldmodels.presets import DREAMER_V3_CPU
+
+    paper = DreamerV3("MlpPolicy", "Pendulum-v1", _init_setup_model=False)
+    for env_id, n_envs in (("Pendulum-v1", 1), ("CartPole-v1", 2)):
+        model = DreamerV3("MlpPolicy", make_vec_env(env_id, n_envs=n_envs), **DREAMER_V3_CPU)
+        # 8 x 16 = 128 replayed steps per update at a ratio of 128: one update per env step, two per step of 2 envs.
+        assert model.train_freq.frequency == 1 and model.gradient_steps == n_envs
+        for key in ("learning_rate", "actor_learning_rate", "gamma", "lambda_", "imagination_horizon", "entropy_scale"):
+            assert getattr(model, key) == getattr(paper, key), key
+        rssm = model.policy.world_model.rssm
+        assert (rssm.deter_dim, rssm.stoch_dim, rssm.classes) == (128, 16, 16)
+
+
 def test_paper_defaults():
     model = DreamerV3("MlpPolicy", "Pendulum-v1", _init_setup_model=False)
     assert (model.batch_size, model.batch_length, model.replay_ratio) == (16, 64, 512)

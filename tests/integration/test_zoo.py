@@ -184,6 +184,20 @@ def test_shipped_zoo_entries_are_the_documented_presets(algo, env_id, preset):
     assert entry == getattr(presets, preset)
 
 
+def test_every_dreamer_v3_cpu_entry_is_the_cpu_preset():
+    import yaml
+
+    from sb3_worldmodels.presets import DREAMER_V3_CPU
+    from sb3_worldmodels.zoo import HYPERPARAMS_DIR
+
+    entries = yaml.safe_load((HYPERPARAMS_DIR / "dreamer_v3_cpu.yml").read_text())
+    assert {"Pendulum-v1", "CartPole-v1"} <= set(entries)
+    for env_id, entry in entries.items():
+        entry = {k: v for k, v in entry.items() if k not in ("n_timesteps", "policy")}
+        entry["policy_kwargs"] = eval(entry["policy_kwargs"], {"dict": dict})
+        assert entry == DREAMER_V3_CPU, env_id  # one set of hyperparameters for every task
+
+
 @pytest.mark.parametrize("algo", ["dcmpc", "dreamer", "dreamer_v3"])
 def test_every_shipped_zoo_entry_names_only_constructor_arguments(algo):
     # A misspelt key would only fail when the Zoo builds the model for that env (the GPU entries are never run here).
