@@ -90,6 +90,10 @@ NOTES = [
 ]
 
 
+def git_commit() -> str:
+    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+
+
 # --------------------------------------------------------------------------------------------------------- ours
 def ours_agent(task: str, size: str, seed: int) -> tuple[Callable[[], None], Callable[[], object], dict[str, int]]:
     """Our DreamerV3 with a buffer of ``FILL`` random transitions: the update, the batch sampling and the networks'
@@ -338,7 +342,7 @@ def driver(args: argparse.Namespace) -> None:
         entry: dict[str, Any] = {
             "command": "python benchmarks/dreamer_v3_vs_sheeprl.py " + " ".join(sys.argv[1:]),
             "date": time.strftime("%Y-%m-%d"),
-            "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip(),
+            "commit": git_commit(),
             "threads": args.threads,
             "rounds": args.repeats,
             "warmup_updates": args.warmup,
