@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import time
 from pathlib import Path
 
@@ -29,22 +30,37 @@ from sb3_worldmodels.presets import DREAMER_V3_CPU
 THRESHOLDS = {"Pendulum-v1": -200.0, "CartPole-v1": 475.0}
 
 
-def run(env_id: str, seed: int, steps: int, eval_freq: int, eval_episodes: int, override: dict, verbose: int) -> dict:
-    eval_env = gym.make(env_id)
+class SavedEvalCurve(EvalCurve):
+    """:class:`EvalCurve` that rewrites the result file after every evaluation, so that a stopped run keeps its curve."""
+
+    def __init__(self, eval_env: gym.Env, eval_freq: int, n_episodes: int, path: Path, header: dict):
+        super().__init__(eval_env, eval_freq, n_episodes)
+        self.path, self.header = path, header
+
+    def result(self) -> dict:
+        return {**self.header, "steps": self.steps, "returns": self.returns, "wall_s": time.time() - self.start}
+
+    def _on_step(self) -> bool:
+        n = len(self.steps)
+        super()._on_step()
+        if len(self.steps) > n:
+            self.path.write_text(json.dumps(self.result()))
+        return True
+
+
+def run(args: argparse.Namespace, seed: int, path: Path) -> dict:
+    """Train and evaluate ``args.env`` with :data:`DREAMER_V3_CPU` (and ``args.override``) for ``args.steps`` env steps."""
+    eval_env = gym.make(args.env)
     eval_env.reset(seed=10_000 + seed)
-    model = DreamerV3("MlpPolicy", env_id, seed=seed, verbose=verbose, **{**DREAMER_V3_CPU, **override})
-    callback = EvalCurve(eval_env, eval_freq, eval_episodes)
-    start = time.time()
-    model.learn(steps, callback=callback, log_interval=4)
-    return dict(
-        algo="dreamer_v3",
-        env=env_id,
-        seed=seed,
-        override=override,
-        steps=callback.steps,
-        returns=callback.returns,
-        wall_s=time.time() - start,
-    )
+    model = DreamerV3("MlpPolicy", args.env, seed=seed, verbose=args.verbose, **{**DREAMER_V3_CPU, **args.override})
+    header = dict(algo="dreamer_v3", env=args.env, seed=seed, override=args.override, label=args.label, commit=git_commit())
+    callback = SavedEvalCurve(eval_env, args.eval_freq, args.eval_episodes, path, header)
+    model.learn(args.steps, callback=callback, log_interval=4)
+    return callback.result()
+
+
+def git_commit() -> str:
+    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
 
 
 def first_crossing(steps: list[int], returns: list[float], threshold: float) -> int | None:
@@ -106,10 +122,9 @@ def main() -> None:
     th.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     for seed in args.seeds:
-        result = run(args.env, seed, args.steps, args.eval_freq, args.eval_episodes, args.override, args.verbose)
-        result["label"] = args.label
-        name = f"{args.env.split('-')[0].lower()}_{args.label}_seed{seed}.json"
-        (args.out / name).write_text(json.dumps(result))
+        path = args.out / f"{args.env.split('-')[0].lower()}_{args.label}_seed{seed}.json"
+        result = run(args, seed, path)
+        path.write_text(json.dumps(result))
 
 
 if __name__ == "__main__":
