@@ -12,7 +12,7 @@ precisions are measured before and after, as the ceiling of the ratio the hardwa
 
 DC-MPC (``--algo dcmpc``, paper sizes only): one MPPI planning call and one gradient update (the actor's update
 every 2nd step averaged in). Dreamer (``--algo dreamer``, ``--size paper`` for 64x64 pixels or ``paper-vector``): one
-gradient update. Results: BENCHMARKS.md, "Mixed precision".
+gradient update. Results: docs/performance.md, "Mixed precision and compilation".
 """
 
 from __future__ import annotations
