@@ -76,22 +76,25 @@ def plot(folder: Path) -> None:
     runs = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
     for env_id in sorted({r["env"] for r in runs}):
         group = [r for r in runs if r["env"] == env_id]
-        n = min(len(r["steps"]) for r in group)
-        steps = np.array(group[0]["steps"][:n])
-        returns = np.array([r["returns"][:n] for r in group])
+        # Runs may stop at different budgets: the mean at a step is over the seeds that reached it.
+        steps = np.array(sorted({s for r in group for s in r["steps"]}))
+        at = [dict(zip(r["steps"], r["returns"], strict=True)) for r in group]
+        mean = np.array([np.mean([a[s] for a in at if s in a]) for s in steps])
+        count = [sum(s in a for a in at) for s in steps]
         threshold = THRESHOLDS.get(env_id)
         print(f"\n{env_id}: {len(group)} seeds, deterministic evaluation")
-        print("| env steps | " + " | ".join(f"seed {r['seed']}" for r in group) + " | mean |")
+        print("| env steps | " + " | ".join(f"seed {r['seed']}" for r in group) + " | mean (seeds) |")
         print("| --- " * (len(group) + 2) + "|")
-        for i, s in enumerate(steps):
-            print(f"| {s} | " + " | ".join(f"{r['returns'][i]:.0f}" for r in group) + f" | {returns[:, i].mean():.0f} |")
+        for s, m, n in zip(steps, mean, count, strict=True):
+            cells = " | ".join(f"{a[s]:.0f}" if s in a else "" for a in at)
+            print(f"| {s} | {cells} | {m:.0f} ({n}) |")
         if threshold is not None:
             crossings = [first_crossing(r["steps"], r["returns"], threshold) for r in group]
             print(f"first step at >= {threshold}: {crossings}; wall-clock s: {[round(r['wall_s']) for r in group]}")
         fig, ax = plt.subplots(figsize=(6, 4))
         for r in group:
             ax.plot(r["steps"], r["returns"], color="tab:green", alpha=0.35, linewidth=1)
-        ax.plot(steps, returns.mean(0), color="tab:green", linewidth=2, label=f"DreamerV3, CPU size ({len(group)} seeds)")
+        ax.plot(steps, mean, color="tab:green", linewidth=2, label=f"DreamerV3, CPU size (mean of {len(group)} seeds)")
         if threshold is not None:
             ax.axhline(threshold, color="gray", linestyle="--", linewidth=1)
         ax.set_xlabel("env steps")
