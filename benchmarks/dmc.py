@@ -19,8 +19,9 @@ run is skipped. A curve whose checkpoint is gone starts over.
 
 Hyperparameters come from the shipped RL Zoo files: ``--config paper`` is the task's entry in
 ``sb3_worldmodels/hyperparams/<algo>.yml`` (the paper's sizes), ``--config cpu`` its entry in
-``<algo>_dmc_cpu.yml`` (the 2-core CPU configuration). ``--variant`` applies a named set of constructor arguments on
-top (``VARIANTS``, e.g. the official DC-MPC code's choices) and ``--override`` a JSON dict.
+``<algo>_dmc_cpu.yml`` (the 2-core CPU configuration; ``dreamer_v3_cpu.yml`` for DreamerV3). ``--variant`` applies a
+named set of constructor arguments on top (``VARIANTS``, e.g. the official DC-MPC code's choices) and ``--override``
+a JSON dict.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from stable_baselines3.common.logger import CSVOutputFormat, KVWriter, Logger  #
 from stable_baselines3.common.monitor import Monitor  # noqa: E402
 from stable_baselines3.common.vec_env import DummyVecEnv  # noqa: E402
 
-from sb3_worldmodels import DCMPC, Dreamer  # noqa: E402
+from sb3_worldmodels import DCMPC, Dreamer, DreamerV3  # noqa: E402
 from sb3_worldmodels.zoo import HYPERPARAMS_DIR  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
@@ -60,6 +61,7 @@ PUBLISHED_POINTS = ROOT / "published" / "dmc_points.csv"
 ALGOS: dict[str, tuple[type, str, str]] = {
     "dcmpc": (DCMPC, "MultiInputPolicy", "sb3_worldmodels/dmc-{task}-v0"),
     "dreamer": (Dreamer, "CnnPolicy", "sb3_worldmodels/dmc-{task}-pixels-v0"),
+    "dreamer_v3": (DreamerV3, "CnnPolicy", "sb3_worldmodels/dmc-{task}-pixels-v0"),
 }
 
 #: Named sets of constructor arguments applied on top of the config (``--variant``).
@@ -83,6 +85,7 @@ VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
         ),
     },
     "dreamer": {"ours": {}},
+    "dreamer_v3": {"ours": {}},
 }
 
 #: Logged statistics kept with each evaluation point, to diagnose a curve (the newest values SB3's logger wrote).
@@ -90,6 +93,7 @@ DIAGNOSTICS = (
     "world_model/consistency_loss", "world_model/reward_loss", "world_model/codebook_perplexity", "world_model/loss",
     "world_model/kl", "world_model/reconstruction_loss", "train/critic_loss", "train/q_mean", "train/actor_loss",
     "train/value_mean", "train/imagined_return", "train/exploration_std", "planner/elite_value", "planner/std",
+    "world_model/dynamics_loss", "world_model/observation_loss", "train/actor_entropy", "train/return_scale",
 )  # fmt: skip
 
 
@@ -110,6 +114,8 @@ _ZOO_ONLY = {"n_timesteps", "policy", "env_wrapper", "normalize", "n_envs", "fra
 def config(algo: str, task: str, name: str) -> dict[str, Any]:
     """Constructor arguments of ``task`` in the shipped Zoo file of ``name`` (``paper`` or ``cpu``)."""
     file = HYPERPARAMS_DIR / (f"{algo}.yml" if name == "paper" else f"{algo}_dmc_{name}.yml")
+    if not file.exists():  # DreamerV3's CPU file serves every task: ``dreamer_v3_cpu.yml``
+        file = HYPERPARAMS_DIR / f"{algo}_{name}.yml"
     entries = yaml.safe_load(file.read_text())
     env_id = ALGOS[algo][2].format(task=task)
     if env_id not in entries:

@@ -166,6 +166,16 @@ def test_dmc_benchmark_runs_resumes_and_plots(tmp_path):
     assert rows[0] == "label,task,seed,frame,return,wall_s" and len(rows) == 4
 
 
+def test_dmc_benchmark_reads_each_algorithms_cpu_file():
+    from sb3_worldmodels.presets import DREAMER_PIXELS_CPU, DREAMER_V3_CPU
+
+    dmc = _load_benchmark()
+    # DreamerV3 has one CPU entry for every task; V1 and DC-MPC have DMC files of their own.
+    assert dmc.config("dreamer_v3", "cartpole-swingup", "cpu") == DREAMER_V3_CPU
+    assert dmc.config("dreamer", "cartpole-swingup", "cpu") == DREAMER_PIXELS_CPU
+    assert dmc.config("dcmpc", "walker-walk", "cpu")["batch_size"] == DCMPC_DMC_CPU["batch_size"]
+
+
 # ------------------------------------------------------------------ the official code's choices, as options
 def test_one_step_target_without_discount_as_the_official_code():
     from sb3_worldmodels.common.returns import n_step_targets
