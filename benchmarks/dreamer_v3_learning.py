@@ -7,7 +7,8 @@ Usage::
     python benchmarks/dreamer_v3_learning.py --env CartPole-v1 --seeds 0 1 2 3 4 --steps 20000 --eval-freq 2000
     python benchmarks/dreamer_v3_learning.py --plot benchmarks/results/dreamer_v3   # tables and one PNG per env
 
-Every ``--eval-freq`` env steps the deterministic policy is evaluated on ``--eval-episodes`` fresh episodes; the
+Every ``--eval-freq`` env steps the deterministic policy (the latent's and the actor's modes) is evaluated on
+``--eval-episodes`` fresh episodes, then the sampling one (as the official code evaluates; ``sampled_returns``); the
 targets are -200 on Pendulum-v1 and 475 on CartPole-v1 (its "solved" return).
 """
 
@@ -34,11 +35,14 @@ class SavedEvalCurve(EvalCurve):
     """:class:`EvalCurve` that rewrites the result file after every evaluation, so that a stopped run keeps its curve."""
 
     def __init__(self, eval_env: gym.Env, eval_freq: int, n_episodes: int, path: Path, header: dict):
-        super().__init__(eval_env, eval_freq, n_episodes)
+        super().__init__(eval_env, eval_freq, n_episodes, stochastic=True)
         self.path, self.header = path, header
 
     def result(self) -> dict:
-        return {**self.header, "steps": self.steps, "returns": self.returns, "wall_s": time.time() - self.start}
+        return {
+            **self.header, "steps": self.steps, "returns": self.returns, "sampled_returns": self.stochastic_returns,
+            "wall_s": time.time() - self.start,
+        }  # fmt: skip
 
     def _on_step(self) -> bool:
         n = len(self.steps)

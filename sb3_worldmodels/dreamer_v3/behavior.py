@@ -2,10 +2,10 @@
 
 A trajectory holds ``H + 1`` model states per start (the start and ``H`` imagined steps), the ``H`` actions that led
 from one to the next (the actor's samples, with gradients for a ``Box`` space) with their log-probabilities and the
-policy's entropies, and the continuation probabilities. From them:
+policy's entropies, and the continuation flags (the continuation head's mode, 1 or 0). From them:
 
 - rewards ``r_t`` (the reward head at states ``1..H``), discounts ``d_t = gamma c_{t+1}`` and weights
-  ``w_t = prod_{k<=t} gamma c_k / gamma``, the probability of still being in the episode at step ``t``;
+  ``w_t = prod_{k<=t} gamma c_k / gamma``, the discount while the episode is predicted to run, 0 after it ends;
 - lambda-returns ``R_t = r_t + d_t ((1 - lambda) v_{t+1} + lambda R_{t+1})`` bootstrapped from the critic
   (:func:`sb3_worldmodels.common.returns.lambda_return`, shared with Dreamer V1);
 - the actor loss: ``-(R_t - v_t) / max(1, S)`` (backpropagated through the model for ``Box`` actions, REINFORCE
@@ -52,8 +52,10 @@ def imagine(
     The actor sees each state without its gradient and acts by sampling (``rsample``: a ``Box`` action carries the
     gradient of the later states and rewards back to it). The log-probability of each action (of the action without
     its gradient, what REINFORCE needs) and the policy's entropy are kept from the same evaluation of the actor, which
-    the actor loss then uses. The continuation of the start state is given (1 unless it ended an episode); those of
-    imagined states are the continuation head's probabilities.
+    the actor loss then uses. The continuation of the start state is given (1 unless it ended an episode); that of
+    each imagined state is the continuation head's mode, 1 or 0, as in the official code of the paper's first version
+    (its probability would shorten the horizon wherever the head is slightly unsure, and on tasks that can end pull the
+    values and the actor away from states merely unusual).
     """
     state = RSSMState(*(part.detach() for part in start))
     features, actions, log_probs, entropies = [rssm.features(state)], [], [], []
@@ -66,13 +68,15 @@ def imagine(
         state = rssm.img_step(state, action, generator)
         features.append(rssm.features(state))
     features = th.stack(features)
-    continues = th.cat([start_continues.unsqueeze(0), th.sigmoid(continuation(features[1:]))], dim=0)
+    with th.no_grad():
+        imagined_continues = (continuation(features[1:]) > 0).to(features.dtype)  # the Bernoulli's mode
+    continues = th.cat([start_continues.unsqueeze(0), imagined_continues], dim=0)
     return Trajectory(features, th.stack(actions), th.stack(log_probs), th.stack(entropies), continues)
 
 
 def imagined_weights(continues: th.Tensor, gamma: float) -> th.Tensor:
-    """``w_t = prod_{k<=t} (gamma c_k) / gamma``: 1 at the start (where ``c_0`` is 1), then the discounted probability
-    that the episode is still running."""
+    """``w_t = prod_{k<=t} (gamma c_k) / gamma``: 1 at the start (where ``c_0`` is 1), then discounted, and 0 from the
+    first step predicted not to continue."""
     return (th.cumprod(gamma * continues, dim=0) / gamma).detach()
 
 
@@ -95,10 +99,12 @@ def actor_loss(
     weights: th.Tensor,
     entropy_scale: float = 3e-4,
     discrete: bool = False,
+    valid: th.Tensor | None = None,
 ) -> tuple[th.Tensor, dict[str, th.Tensor]]:
     """The actor loss, by REINFORCE for ``discrete`` actions; updates ``return_normalizer`` with ``returns`` first, as
-    the official code does."""
-    return_normalizer.update(returns)
+    the official code does, with the trajectories of the ``valid`` start states (``(N,)``; padding after an episode's
+    end is not data, and its near-zero returns would widen the percentile range)."""
+    return_normalizer.update(returns, None if valid is None else valid.unsqueeze(0))
     advantages = (returns - values) / return_normalizer.scale()
     entropy = trajectory.entropies
     if discrete:

@@ -125,12 +125,15 @@ class ReturnNormalizer(nn.Module):
         self.register_buffer("high", th.zeros(()))
 
     @th.no_grad()
-    def update(self, returns: th.Tensor) -> None:
-        """Move the averages towards the percentiles of ``returns`` (all of its entries)."""
-        values = returns.detach().float().flatten()
-        low, high = th.quantile(values, th.tensor(self.quantiles, device=values.device))
-        self.low.mul_(self.decay).add_((1 - self.decay) * low)
-        self.high.mul_(self.decay).add_((1 - self.decay) * high)
+    def update(self, returns: th.Tensor, mask: th.Tensor | None = None) -> None:
+        """Move the averages towards the percentiles of ``returns``: of all its entries, or of those where ``mask``
+        (broadcast to ``returns``) is true. Without any entry to read, the averages stay where they are."""
+        values = returns.detach().float()
+        if mask is not None:  # NaN marks what to leave out: no data-dependent shape, so no wait for the device
+            values = values.masked_fill(~mask.bool().expand_as(values), float("nan"))
+        low, high = th.nanquantile(values.flatten(), th.tensor(self.quantiles, device=values.device))
+        self.low.copy_(th.where(th.isnan(low), self.low, self.decay * self.low + (1 - self.decay) * low))
+        self.high.copy_(th.where(th.isnan(high), self.high, self.decay * self.high + (1 - self.decay) * high))
 
     def scale(self) -> th.Tensor:
         """``max(limit, high - low)``: what the returns (and the baseline) are divided by."""

@@ -285,7 +285,7 @@ class DreamerV3(WorldModelAlgorithm):
                 trajectory, policy.world_model.reward, policy.critic, self.gamma, self.lambda_
             )
             loss, stats = actor_loss(
-                trajectory, returns, values, policy.return_normalizer, weights, self.entropy_scale, policy.discrete
+                trajectory, returns, values, policy.return_normalizer, weights, self.entropy_scale, policy.discrete, valid
             )
             stats["train/actor_grad_norm"] = self._clip_and_step(policy.actor_optimizer, loss, self.actor_critic_max_grad_norm)
         finally:

@@ -75,6 +75,19 @@ def test_actor_loss_backpropagates_for_boxes_and_uses_reinforce_for_discrete_act
     assert set(stats) >= {"train/actor_loss", "train/actor_entropy", "train/return_scale"}
 
 
+def test_actor_loss_scales_returns_by_the_valid_starts_only():
+    # Two real starts with returns 0 and 100 and two padded ones with returns 0: without the padding the percentile
+    # range is that of 0 and 100.
+    returns = th.tensor([[0.0, 100.0, 0.0, 0.0]])
+    trajectory = Trajectory(th.zeros(2, 4, 4), th.zeros(1, 4, 1), th.zeros(1, 4), th.zeros(1, 4), th.ones(2, 4))
+    valid = th.tensor([1.0, 1.0, 0.0, 0.0])
+    kept, everything = ReturnNormalizer(decay=0.0), ReturnNormalizer(decay=0.0)
+    actor_loss(trajectory, returns, th.zeros(1, 4), kept, th.ones(2, 4) * valid, entropy_scale=0.0, valid=valid)
+    actor_loss(trajectory, returns, th.zeros(1, 4), everything, th.ones(2, 4) * valid, entropy_scale=0.0)
+    assert th.isclose(kept.scale(), th.tensor(90.0)) and th.isclose(kept.low, th.tensor(5.0))
+    assert th.isclose(everything.low, th.tensor(0.0)) and th.isclose(everything.high, th.tensor(85.0))
+
+
 def test_entropy_bonus_and_slow_critic_update():
     actor = Actor(4, 2, discrete=False, units=8, layers=1)
     features = th.randn(2, 3, 4)
@@ -112,9 +125,14 @@ def test_imagination_rolls_the_actor_out_in_the_model():
     policy = actor(trajectory.features[:-1].detach())
     assert th.allclose(trajectory.log_probs, policy.log_prob(trajectory.actions.detach()), atol=1e-5)
     assert th.allclose(trajectory.entropies, policy.entropy(), atol=1e-5)
-    assert (
-        th.equal(trajectory.continues[0], th.ones(5)) and ((trajectory.continues > 0) & (trajectory.continues < 1))[1:].all()
-    )
+    # The start's continuation is given; an imagined state's is the head's mode (logit above 0), as in the official code.
+    assert th.equal(trajectory.continues[0], th.ones(5))
+    assert th.equal(trajectory.continues[1:], (continuation(trajectory.features[1:]) > 0).float())
+    with th.no_grad():
+        continuation.out.bias.fill_(-50.0)  # a head sure that nothing continues
+    ended = imagine(rssm, actor, continuation, start, th.ones(5), horizon=4, generator=th.Generator().manual_seed(0))
+    assert th.equal(ended.continues[1:], th.zeros(4, 5))
+    assert th.allclose(imagined_weights(ended.continues, 0.9), th.tensor([1.0, 0, 0, 0, 0]).unsqueeze(1).expand(5, 5))
     assert th.allclose(trajectory.features[0], rssm.features(start))
     # A Box action's gradient reaches the actor through the imagined states.
     trajectory.features[-1].sum().backward()

@@ -113,3 +113,9 @@ def test_return_normalizer_follows_the_percentile_range_and_divides_only_above_o
     assert other.scale() == norm.scale()
     with pytest.raises(ValueError, match="decay must be in"):
         ReturnNormalizer(decay=1.0)
+    # A mask leaves entries out; with none left the averages stay where they are.
+    masked = ReturnNormalizer(decay=0.0)
+    masked.update(th.tensor([1.0, 2.0, 1000.0]), mask=th.tensor([True, True, False]))
+    assert th.isclose(masked.low, th.tensor(1.05)) and th.isclose(masked.high, th.tensor(1.95))
+    masked.update(th.tensor([7.0, 8.0]), mask=th.tensor([False, False]))
+    assert th.isclose(masked.low, th.tensor(1.05)) and th.isclose(masked.high, th.tensor(1.95))
