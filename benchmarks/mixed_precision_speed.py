@@ -3,7 +3,7 @@
     python benchmarks/mixed_precision_speed.py [--algo dcmpc|dreamer] [--size paper|paper-vector] [--precision bf16]
         [--rounds 6] [--repeats 3] [--compile-planner] [--threads 2] [--malloc keep-freed|default]
 
-The speed issue asks for ``mixed_precision="bf16"`` to plan at least 3x faster than float32 on a CPU with native
+The question is whether ``mixed_precision="bf16"`` plans at least 3x faster than float32 on a CPU with native
 bfloat16 products. The two precisions are compared on the same model (same weights, same replay buffer): in every
 round each call runs ``--repeats`` times in float32 and then in the lower precision (the model's ``mixed_precision``
 is switched between them), and the report gives the median time of each and the median of the rounds' ratios, so that

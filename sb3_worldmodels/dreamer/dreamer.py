@@ -7,19 +7,18 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch as th
-import torch.nn.functional as F
 from gymnasium import spaces
 from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 
 from sb3_worldmodels.common.base import WorldModelAlgorithm, check_at_least
-from sb3_worldmodels.common.buffers import SequenceReplayBuffer, SequenceSamples, masked_mean, observed_mask
-from sb3_worldmodels.common.returns import lambda_return
+from sb3_worldmodels.common.buffers import SequenceReplayBuffer, SequenceSamples, observed_mask
 from sb3_worldmodels.common.spaces import DISCRETE_OBSERVATIONS, check_box_action_space, check_not_empty
 from sb3_worldmodels.common.wrappers import action_repeat_of
+from sb3_worldmodels.dreamer.losses import actor_loss, imagined_returns, value_loss, world_model_loss
 from sb3_worldmodels.dreamer.policies import CnnPolicy, DreamerPolicy, MlpPolicy, MultiInputPolicy, is_image, observation_parts
-from sb3_worldmodels.dreamer.rssm import RSSMState, gaussian_kl
+from sb3_worldmodels.dreamer.rssm import RSSMState
 
 SelfDreamer = TypeVar("SelfDreamer", bound="Dreamer")
 
@@ -338,44 +337,35 @@ class Dreamer(WorldModelAlgorithm):
         self._pending_steps.clear()
 
     def _update_world_model(self, data: SequenceSamples, apply: bool = True) -> tuple[dict[str, th.Tensor], RSSMState]:
-        """ELBO: reconstruction + reward log-likelihood + KL(posterior || prior) with free nats (Dreamer eq. 10).
+        """The world model's step on :func:`~sb3_worldmodels.dreamer.losses.world_model_loss` (Dreamer eq. 10).
 
         :param apply: Step the optimizer now; ``False`` leaves the step to :meth:`_apply_pending_steps`.
         """
         policy = self.policy
         obs, posterior, prior = self._observe(data)
         feature = posterior.feature
-        # Observations and transitions after the end of a sequence's episode are padding: masked out of every mean.
-        observed = observed_mask(data)
         log_likelihood, squared_errors = policy.reconstruction_log_likelihood(feature, obs)
-        reconstruction = -masked_mean(log_likelihood, observed)
-        # The state of o_{t+1} predicts r_t, the reward of the transition into it.
-        reward_prediction = policy.reward(feature[:, 1:]).squeeze(-1)
-        reward_loss = 0.5 * masked_mean((reward_prediction - data.rewards) ** 2, data.mask)
-        kl = masked_mean(gaussian_kl(posterior, prior), observed)
-        # Free nats on the batch mean: no gradient while the KL is below free_nats.
-        kl_loss = th.clamp(kl, min=self.free_nats)
-        loss = reconstruction + reward_loss + self.kl_scale * kl_loss
-        stats = {}
+        continuation_logits = None
         if policy.continuation is not None:
-            logits = policy.continuation(feature[:, 1:]).squeeze(-1)
-            continuation = F.binary_cross_entropy_with_logits(logits, 1.0 - data.terminations, reduction="none")
-            continuation_loss = masked_mean(continuation, data.mask)
-            loss = loss + self.continuation_coef * continuation_loss
-            stats["world_model/continuation_loss"] = continuation_loss.detach()
-        grad_norm = self._optimize(policy.world_model_optimizer, loss, apply)
-        image_keys = policy.image_keys
-        stats.update(
-            {
-                "world_model/loss": loss.detach(),
-                "world_model/reconstruction_loss": reconstruction.detach(),
-                "world_model/reward_loss": reward_loss.detach(),
-                "world_model/kl": kl.detach(),
-                "world_model/grad_norm": grad_norm,
-                "world_model/prior_std": prior.std.detach().mean(),
-                "world_model/posterior_std": posterior.std.detach().mean(),
-            }
+            continuation_logits = policy.continuation(feature[:, 1:]).squeeze(-1)
+        loss, stats = world_model_loss(
+            log_likelihood,
+            policy.reward(feature[:, 1:]).squeeze(-1),  # the state of o_{t+1} predicts r_t, the reward into it
+            data.rewards,
+            posterior,
+            prior,
+            observed_mask(data),
+            data.mask,
+            self.free_nats,
+            self.kl_scale,
+            continuation_logits,
+            data.terminations,
+            self.continuation_coef,
         )
+        stats["world_model/grad_norm"] = self._optimize(policy.world_model_optimizer, loss, apply)
+        stats["world_model/prior_std"] = prior.std.detach().mean()
+        stats["world_model/posterior_std"] = posterior.std.detach().mean()
+        image_keys = policy.image_keys
         if image_keys:
             stats["world_model/image_mse"] = squared_errors[image_keys[0]]
         return stats, posterior.detach()
@@ -417,7 +407,7 @@ class Dreamer(WorldModelAlgorithm):
     def _update_behaviour(
         self, posterior: RSSMState, observed: th.Tensor | None = None, apply: bool = True
     ) -> dict[str, th.Tensor]:
-        """Actor: maximise lambda-returns through the dynamics. Value: regress onto them (Dreamer eqs. 7-8).
+        """Actor and value steps on imagined trajectories (Dreamer eqs. 7-8, :mod:`sb3_worldmodels.dreamer.losses`).
 
         :param posterior: Posterior states ``(B, T, ...)``, the imagination's start states.
         :param observed: ``(B, T)``, 1.0 for the states of true observations (:func:`observed_mask`); imaginations from
@@ -438,24 +428,18 @@ class Dreamer(WorldModelAlgorithm):
             features, entropy = self.imagine(start)
             rewards = policy.reward(features).squeeze(-1)
             values = policy.value(features).squeeze(-1)
-            discounts = self.imagined_discounts(features)
-            returns = lambda_return(rewards[:-1], values[:-1], discounts[:-1], values[-1], self.lambda_)
-            # Weight of each step: the probability of having reached it (stop-gradient).
-            weights = th.cumprod(th.cat([th.ones_like(discounts[:1]), discounts[:-2]], dim=0), dim=0).detach()
-            actor_loss = -masked_mean(weights * returns, valid)
-            if self.actor_entropy_scale:
-                # entropy[t] belongs to the action taken in the state of returns[t - 1]; the last action has no return.
-                actor_loss = actor_loss - self.actor_entropy_scale * masked_mean(weights * entropy[:-1], valid)
-            actor_grad_norm = self._optimize(policy.actor_optimizer, actor_loss, apply)
+            returns, weights = imagined_returns(rewards, values, self.imagined_discounts(features), self.lambda_)
+            # entropy[t] belongs to the action taken in the state of returns[t - 1]; the last action has no return.
+            actor = actor_loss(returns, weights, valid, entropy[:-1], self.actor_entropy_scale)
+            actor_grad_norm = self._optimize(policy.actor_optimizer, actor, apply)
         finally:
             for p in (*world_model, *policy.value.parameters()):
                 p.requires_grad_(True)
-        value_prediction = policy.value(features[:-1].detach()).squeeze(-1)
-        value_loss = masked_mean(weights * 0.5 * (value_prediction - returns.detach()) ** 2, valid)
-        value_grad_norm = self._optimize(policy.value_optimizer, value_loss, apply)
+        value = value_loss(policy.value(features[:-1].detach()).squeeze(-1), returns, weights, valid)
+        value_grad_norm = self._optimize(policy.value_optimizer, value, apply)
         return {
-            "train/actor_loss": actor_loss.detach(),
-            "train/value_loss": value_loss.detach(),
+            "train/actor_loss": actor.detach(),
+            "train/value_loss": value.detach(),
             "train/imagined_return": returns.detach().mean(),
             "train/imagined_reward": rewards.detach().mean(),
             "train/value_mean": values.detach().mean(),

@@ -1,4 +1,4 @@
-"""Shipped pretrained agents (rl-trained-agents/, the RL Zoo's layout) reach the returns recorded in README.md."""
+"""Shipped pretrained agents (rl-trained-agents/, the RL Zoo's layout) reach the returns they were shipped with."""
 
 from __future__ import annotations
 
