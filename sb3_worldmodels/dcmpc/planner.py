@@ -101,9 +101,6 @@ class MPPIPlanner:
         self.plan_discount = plan_discount
         self.shared_prior_noise = shared_prior_noise
         self.terminal_action_noise = terminal_action_noise
-        #: Roll the policy's sequences out once per call instead of once per iteration (the same values; False is the
-        #: straightforward evaluation, kept as the reference of tests and benchmarks).
-        self.reuse_policy_rollouts = True
 
     def warm_start(
         self, previous_mean: th.Tensor | None, episode_start: th.Tensor | None, n_states: int, device: th.device
@@ -148,13 +145,8 @@ class MPPIPlanner:
         n_states, device = latent.shape[0], latent.device
         H, N, P, K, A = self.plan_horizon, self.num_samples, self.num_policy_trajs, self.num_elites, self.action_dim
         actions = th.empty(n_states, N, H, A, device=device)
-        # The policy's sequences do not change between iterations, and the model is deterministic: their latents and
-        # returns are computed once, while rolling them out, and only their terminal values (random critics) again in
-        # every iteration. That is num_policy_trajs / num_samples (about 5%) of each iteration's rollouts saved, for
-        # the same values (``reuse_policy_rollouts=False`` evaluates every sequence in every iteration).
-        reuse = self.reuse_policy_rollouts and P > 0
+        # The policy prior's sequences: the actor rolled out in the model (with exploration noise while training).
         z = latent.repeat_interleave(P, dim=0)
-        policy_returns, discount = th.zeros(n_states * P, device=device), 1.0
         noisy = noise_is_drawn(policy_noise_std)
         for t in range(H if P > 0 else 0):
             prior = model.policy_prior(z)
@@ -164,13 +156,9 @@ class MPPIPlanner:
                 prior = prior + policy_noise_std * noise
             prior = prior.clamp(-1, 1)
             actions[:, :P, t] = prior.view(n_states, P, A)
-            if t < H - 1 or reuse:
-                z, reward = model.imagine_step(z, prior)
-                if reuse:
-                    policy_returns = policy_returns + discount * reward
-                    discount *= self.plan_discount
-        first = P if reuse else 0  # the sequences rolled out in every iteration
-        flat_latent = latent.repeat_interleave(N - first, dim=0)  # samples of a state are contiguous
+            if t < H - 1:
+                z, _ = model.imagine_step(z, prior)
+        flat_latent = latent.repeat_interleave(N, dim=0)  # samples of a state are contiguous
         std = th.full_like(mean, self.max_plan_std)
         rows = th.arange(n_states, device=device).unsqueeze(1)
         # With a generator (repeatable planning) every state of the batch gets the same noise, so that a state's plan
@@ -179,10 +167,7 @@ class MPPIPlanner:
         for _ in range(self.mppi_iterations):
             noise = th.randn((noise_rows, N - P, H, A), device=device, generator=generator)
             actions[:, P:] = (mean.unsqueeze(1) + std.unsqueeze(1) * noise).clamp(-1, 1)
-            final, returns, discount = self.rollout(model, flat_latent, actions[:, first:].reshape(-1, H, A))
-            if reuse:
-                final = th.cat([z.view(n_states, P, -1), final.view(n_states, N - P, -1)], dim=1).flatten(0, 1)
-                returns = th.cat([policy_returns.view(n_states, P), returns.view(n_states, N - P)], dim=1).flatten()
+            final, returns, discount = self.rollout(model, flat_latent, actions.reshape(-1, H, A))
             terminal_noise = None
             if self.terminal_action_noise and noisy:  # one draw per state, for all its sequences
                 terminal_noise = policy_noise_std * th.randn((n_states, 1, A), device=device, generator=generator)

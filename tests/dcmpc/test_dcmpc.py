@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import subprocess
 import sys
-from types import SimpleNamespace
 
 import gymnasium as gym
 import numpy as np
@@ -220,36 +219,6 @@ def test_world_model_loss_and_gradient_match_a_plain_reference(tiny_dcmpc_kwargs
     assert th.allclose(stats["world_model/loss"], reference.detach(), rtol=1e-5)
     for p, g in zip(params, reference_grads, strict=True):
         assert th.allclose(p.grad, g, rtol=1e-4, atol=1e-6)
-
-
-@pytest.mark.parametrize("n_states", [1, 3])
-def test_planning_rolls_the_policy_sequences_out_once_for_the_same_plan(tiny_dcmpc_kwargs, n_states):
-    # The policy's sequences are rolled out once per call and only their terminal values (random critics) are
-    # computed in every iteration; evaluating every sequence in every iteration (the reference) gives the same plan.
-    model = DCMPC("MlpPolicy", "Pendulum-v1", seed=0, device="cpu", **tiny_dcmpc_kwargs)
-    model.learn(60)  # trained a little, so that the networks are not at their initialisation
-    policy, planner = model.policy, model.policy.planner
-    latent = policy.encode(th.randn(n_states, 3))
-    mean = planner.warm_start(None, None, n_states, latent.device)
-    rows = []
-
-    def imagine_step(z, action):
-        rows.append(z.shape[0])
-        return policy.imagine_step(z, action)
-
-    counting = SimpleNamespace(
-        imagine_step=imagine_step, policy_prior=policy.policy_prior, terminal_value=policy.terminal_value
-    )
-    results = {}
-    for reuse in (True, False):
-        planner.reuse_policy_rollouts, rows[:] = reuse, []
-        results[reuse] = planner.plan(counting, latent, mean, policy_noise_std=0.3, generator=th.Generator().manual_seed(7))
-        H, N, P, iters = planner.plan_horizon, planner.num_samples, planner.num_policy_trajs, planner.mppi_iterations
-        expected = P * H + iters * (N - P) * H if reuse else P * (H - 1) + iters * N * H
-        assert sum(rows) == n_states * expected
-    planner.reuse_policy_rollouts = True
-    for a, b in zip(results[True], results[False], strict=True):
-        assert th.allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_plan_graph_inputs_give_the_eager_plan(tiny_dcmpc_kwargs):
