@@ -116,7 +116,7 @@ if hasattr(th.library, "custom_op"):
     _onednn_linear_op.register_fake(_fake_onednn_linear)
 
 
-def linear(x: th.Tensor, weight: th.Tensor, bias: th.Tensor | None = None) -> th.Tensor:
+def linear(x: th.Tensor, weight: th.Tensor, bias: th.Tensor | None = None, min_macs: int = ONEDNN_MIN_MACS) -> th.Tensor:
     """``F.linear``, whose float32 products on an x86 CPU go through oneDNN instead of the default BLAS (MKL).
 
     PyTorch sends float32 matrix products on CPU to MKL, and reduced precision ones to oneDNN. On the Zen 4 host of
@@ -125,11 +125,11 @@ def linear(x: th.Tensor, weight: th.Tensor, bias: th.Tensor | None = None) -> th
     summation order). Forward passes and input gradients use oneDNN; weight gradients stay with MKL (as fast there,
     slower for long batches). Under ``torch.compile`` only products without gradients use it (the compiled planner).
     Everything else, and machines without oneDNN on x86, is plain ``F.linear``: CUDA, other dtypes, autocast (whose
-    bf16 products go through oneDNN already) and products smaller than ``ONEDNN_MIN_MACS`` (empty batches too).
+    bf16 products go through oneDNN already) and products of fewer than ``min_macs`` multiply-adds (empty batches too).
     """
     if (
         ONEDNN_AVAILABLE
-        and x.numel() * weight.shape[0] >= ONEDNN_MIN_MACS  # first: the small products leave at once
+        and x.numel() * weight.shape[0] >= min_macs  # first: the small products leave at once
         and x.numel() > 0
         and x.device.type == "cpu"
         and x.dtype == th.float32
@@ -150,10 +150,12 @@ def linear(x: th.Tensor, weight: th.Tensor, bias: th.Tensor | None = None) -> th
 
 
 class OneDNNLinear(nn.Linear):
-    """``nn.Linear`` computed by :func:`linear` (the same parameters and state dict)."""
+    """``nn.Linear`` computed by :func:`linear` (the same parameters and state dict); ``min_macs`` as there."""
+
+    min_macs: int = ONEDNN_MIN_MACS
 
     def forward(self, x: th.Tensor) -> th.Tensor:
-        return linear(x, self.weight, self.bias)
+        return linear(x, self.weight, self.bias, self.min_macs)
 
 
 #: Transposed convolutions with at most this many output channels compute their forward pass on a CPU as one ordinary

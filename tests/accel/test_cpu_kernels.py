@@ -30,14 +30,13 @@ def _relative_error(a: th.Tensor, b: th.Tensor) -> float:
 
 
 @pytest.mark.parametrize("shape", [(37, 48), (3, 11, 48)])
-def test_onednn_linear_matches_f_linear_values_and_gradients(shape, monkeypatch):
-    monkeypatch.setattr(cpu_kernels, "ONEDNN_MIN_MACS", 1)  # these small products through oneDNN too
+def test_onednn_linear_matches_f_linear_values_and_gradients(shape):
     gen = th.Generator().manual_seed(sum(shape))
     x = th.randn(shape, generator=gen, requires_grad=True)
     weight = th.randn(70, 48, generator=gen, requires_grad=True)
     bias = th.randn(70, generator=gen, requires_grad=True)
     grad_out = th.randn(*shape[:-1], 70, generator=gen)
-    out = cpu_kernels.linear(x, weight, bias)
+    out = cpu_kernels.linear(x, weight, bias, min_macs=1)  # these small products through oneDNN too
     reference = th.nn.functional.linear(x, weight, bias)
     assert out.shape == reference.shape
     assert _relative_error(out, reference) < 1e-5
@@ -47,7 +46,7 @@ def test_onednn_linear_matches_f_linear_values_and_gradients(shape, monkeypatch)
         assert grad.shape == reference_grad.shape
         assert _relative_error(grad, reference_grad) < 1e-5
     with th.no_grad():  # the path without autograd, and without a bias
-        assert _relative_error(cpu_kernels.linear(x, weight), th.nn.functional.linear(x, weight)) < 1e-5
+        assert _relative_error(cpu_kernels.linear(x, weight, min_macs=1), th.nn.functional.linear(x, weight)) < 1e-5
 
 
 @pytest.mark.parametrize("transposed", [False, True])
@@ -130,7 +129,7 @@ def test_onednn_linear_is_used_for_large_float32_products_on_x86_cpus_and_f_line
     with th.autocast("cpu", dtype=th.bfloat16):  # autocast's own products (bf16 through oneDNN already)
         assert layer(x).dtype == th.bfloat16
     assert cpu_kernels.OneDNNLinear(256, 256, dtype=th.float64)(x.double()).dtype == th.float64
-    monkeypatch.setattr(cpu_kernels, "ONEDNN_MIN_MACS", 1)
+    layer.min_macs = 1
     assert layer(th.randn(0, 256)).shape == (0, 256)
     assert calls == []
     monkeypatch.setattr(cpu_kernels, "ONEDNN_AVAILABLE", False)
