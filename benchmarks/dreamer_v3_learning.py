@@ -23,31 +23,41 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import torch as th
+from dmc import _Newest
 from pendulum_learning import EvalCurve
+from stable_baselines3.common.logger import Logger
 
 from sb3_worldmodels import DreamerV3
 from sb3_worldmodels.presets import DREAMER_V3_CPU
 
 THRESHOLDS = {"Pendulum-v1": -200.0, "CartPole-v1": 475.0}
+#: Logged statistics kept with each evaluation (their newest values), to diagnose a curve.
+DIAGNOSTICS = (
+    "train/actor_entropy", "train/return_scale", "train/value_mean", "train/imagined_return", "train/critic_loss",
+    "world_model/continuation_loss", "world_model/reward_loss", "world_model/dynamics_loss",
+)  # fmt: skip
 
 
 class SavedEvalCurve(EvalCurve):
     """:class:`EvalCurve` that rewrites the result file after every evaluation, so that a stopped run keeps its curve."""
 
-    def __init__(self, eval_env: gym.Env, eval_freq: int, n_episodes: int, path: Path, header: dict):
+    def __init__(self, eval_env: gym.Env, eval_freq: int, n_episodes: int, path: Path, header: dict, newest: _Newest):
         super().__init__(eval_env, eval_freq, n_episodes, stochastic=True)
-        self.path, self.header = path, header
+        self.path, self.header, self.newest = path, header, newest
+        self.diagnostics: list[dict[str, float]] = []
 
     def result(self) -> dict:
         return {
             **self.header, "steps": self.steps, "returns": self.returns, "sampled_returns": self.stochastic_returns,
-            "wall_s": time.time() - self.start,
+            "diagnostics": self.diagnostics, "wall_s": time.time() - self.start,
         }  # fmt: skip
 
     def _on_step(self) -> bool:
         n = len(self.steps)
         super()._on_step()
         if len(self.steps) > n:
+            self.model.logger.dump(self.num_timesteps)  # what was recorded since the last dump
+            self.diagnostics.append({k: round(self.newest.values[k], 4) for k in DIAGNOSTICS if k in self.newest.values})
             self.path.write_text(json.dumps(self.result()))
         return True
 
@@ -58,7 +68,9 @@ def run(args: argparse.Namespace, seed: int, path: Path) -> dict:
     eval_env.reset(seed=10_000 + seed)
     model = DreamerV3("MlpPolicy", args.env, seed=seed, verbose=args.verbose, **{**DREAMER_V3_CPU, **args.override})
     header = dict(algo="dreamer_v3", env=args.env, seed=seed, override=args.override, label=args.label, commit=git_commit())
-    callback = SavedEvalCurve(eval_env, args.eval_freq, args.eval_episodes, path, header)
+    newest = _Newest()
+    model.set_logger(Logger(None, [newest]))
+    callback = SavedEvalCurve(eval_env, args.eval_freq, args.eval_episodes, path, header, newest)
     model.learn(args.steps, callback=callback, log_interval=4)
     return callback.result()
 
