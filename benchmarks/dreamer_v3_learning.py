@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -25,7 +26,7 @@ import numpy as np
 import torch as th
 from dmc import _Newest
 from pendulum_learning import EvalCurve
-from stable_baselines3.common.logger import Logger
+from stable_baselines3.common.logger import HumanOutputFormat, Logger
 
 from sb3_worldmodels import DreamerV3
 from sb3_worldmodels.presets import DREAMER_V3_CPU
@@ -69,7 +70,7 @@ def run(args: argparse.Namespace, seed: int, path: Path) -> dict:
     model = DreamerV3("MlpPolicy", args.env, seed=seed, verbose=args.verbose, **{**DREAMER_V3_CPU, **args.override})
     header = dict(algo="dreamer_v3", env=args.env, seed=seed, override=args.override, label=args.label, commit=git_commit())
     newest = _Newest()
-    model.set_logger(Logger(None, [newest]))
+    model.set_logger(Logger(None, [newest, *([HumanOutputFormat(sys.stdout)] if args.verbose else [])]))
     callback = SavedEvalCurve(eval_env, args.eval_freq, args.eval_episodes, path, header, newest)
     model.learn(args.steps, callback=callback, log_interval=4)
     return callback.result()

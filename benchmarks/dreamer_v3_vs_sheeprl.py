@@ -32,8 +32,8 @@ Differences in work that remain (see also ``NOTES``):
 
 - sheeprl's world model runs its reward and continuation heads on all 64 states of a sequence, ours on the 63 that
   follow a transition; in imagination sheeprl runs the reward and continuation heads on all 16 states of a
-  trajectory and uses the continuation head's mode (no gradient), ours on the 15 imagined ones with the probabilities
-  (the actor's gradient flows through them);
+  trajectory, ours on the 15 imagined ones; both take the continuation head's mode (no gradient) (the
+  comparison in BENCHMARKS.md predates that: ours then took its probability, differentiated);
 - in the actor loss sheeprl evaluates the actor again on the imagined states, ours keeps the log-probabilities and
   entropies from the evaluation that drew the actions (the same values);
 - sampling: ours takes sequences that may cross or stop at an episode end (padded, with a mask), sheeprl contiguous
@@ -76,7 +76,7 @@ NOTES = [
     "'sample_ms' gives it apart.",
     "Reward and continuation heads: sheeprl runs them on all 64 states of a sequence, ours on the 63 after a "
     "transition; in imagination sheeprl runs both on all 16 states of a trajectory and takes the continuation mode "
-    "(no gradient), ours on the 15 imagined states with the continuation probability (differentiated).",
+    "(no gradient), ours on the 15 imagined states, also with the mode.",
     "Actor: sheeprl evaluates it on the 15 x 1024 imagined states twice (to draw the actions, then again for the "
     "loss's log-probabilities and entropies), ours once, keeping those values from the evaluation that drew the "
     "actions. Both evaluate the critic once for the actor's returns and once for the critic loss.",
