@@ -349,18 +349,19 @@ class Dreamer(WorldModelAlgorithm):
         if policy.continuation is not None:
             continuation_logits = policy.continuation(feature[:, 1:]).squeeze(-1)
         loss, stats = world_model_loss(
-            log_likelihood,
-            policy.reward(feature[:, 1:]).squeeze(-1),  # the state of o_{t+1} predicts r_t, the reward into it
-            data.rewards,
-            posterior,
-            prior,
-            observed_mask(data),
-            data.mask,
-            self.free_nats,
-            self.kl_scale,
-            continuation_logits,
-            data.terminations,
-            self.continuation_coef,
+            reconstruction_log_likelihood=log_likelihood,
+            # the state of o_{t+1} predicts r_t, the reward into it
+            reward_prediction=policy.reward(feature[:, 1:]).squeeze(-1),
+            rewards=data.rewards,
+            posterior=posterior,
+            prior=prior,
+            observed=observed_mask(data),
+            transitions=data.mask,
+            free_nats=self.free_nats,
+            kl_scale=self.kl_scale,
+            continuation_logits=continuation_logits,
+            terminations=data.terminations,
+            continuation_coef=self.continuation_coef,
         )
         stats["world_model/grad_norm"] = self._optimize(policy.world_model_optimizer, loss, apply)
         stats["world_model/prior_std"] = prior.std.detach().mean()

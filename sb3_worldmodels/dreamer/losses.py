@@ -21,6 +21,7 @@ from sb3_worldmodels.dreamer.rssm import RSSMState, gaussian_kl
 
 
 def world_model_loss(
+    *,
     reconstruction_log_likelihood: th.Tensor,
     reward_prediction: th.Tensor,
     rewards: th.Tensor,
