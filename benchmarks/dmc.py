@@ -41,8 +41,9 @@ import gymnasium as gym  # noqa: E402
 import numpy as np  # noqa: E402
 import torch as th  # noqa: E402
 import yaml  # noqa: E402
+from pendulum_learning import NewestValues  # noqa: E402
 from stable_baselines3.common.evaluation import evaluate_policy  # noqa: E402
-from stable_baselines3.common.logger import CSVOutputFormat, KVWriter, Logger  # noqa: E402
+from stable_baselines3.common.logger import CSVOutputFormat, Logger  # noqa: E402
 from stable_baselines3.common.monitor import Monitor  # noqa: E402
 from stable_baselines3.common.vec_env import DummyVecEnv  # noqa: E402
 
@@ -95,16 +96,6 @@ DIAGNOSTICS = (
     "train/value_mean", "train/imagined_return", "train/exploration_std", "planner/elite_value", "planner/std",
     "world_model/dynamics_loss", "world_model/observation_loss", "train/actor_entropy", "train/return_scale",
 )  # fmt: skip
-
-
-class _Newest(KVWriter):
-    """Keeps the newest value of every logged key."""
-
-    def __init__(self):
-        self.values: dict[str, Any] = {}
-
-    def write(self, key_values: dict[str, Any], key_excluded: dict[str, Any], step: int = 0) -> None:
-        self.values.update({k: v for k, v in key_values.items() if isinstance(v, (int, float))})
 
 
 #: Zoo keys that are not constructor arguments.
@@ -192,7 +183,7 @@ def run(
         )  # fmt: skip
     curve_path.parent.mkdir(parents=True, exist_ok=True)
     state_dir.mkdir(parents=True, exist_ok=True)
-    newest = _Newest()
+    newest = NewestValues()
     log_file = state_dir / f"progress-{model.num_timesteps}.csv"  # one file per process: a resumed run starts its own
     model.set_logger(Logger(str(state_dir), [CSVOutputFormat(str(log_file)), newest]))
     curve.setdefault("diagnostics", [])

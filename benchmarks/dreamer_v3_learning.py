@@ -17,16 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import torch as th
-from dmc import _Newest
 from pendulum_learning import EvalCurve
-from stable_baselines3.common.logger import HumanOutputFormat, Logger
 
 from sb3_worldmodels import DreamerV3
 from sb3_worldmodels.presets import DREAMER_V3_CPU
@@ -42,10 +39,9 @@ DIAGNOSTICS = (
 class SavedEvalCurve(EvalCurve):
     """:class:`EvalCurve` that rewrites the result file after every evaluation, so that a stopped run keeps its curve."""
 
-    def __init__(self, eval_env: gym.Env, eval_freq: int, n_episodes: int, path: Path, header: dict, newest: _Newest):
+    def __init__(self, eval_env: gym.Env, eval_freq: int, n_episodes: int, path: Path, header: dict):
         super().__init__(eval_env, eval_freq, n_episodes, stochastic=True)
-        self.path, self.header, self.newest = path, header, newest
-        self.diagnostics: list[dict[str, float]] = []
+        self.path, self.header = path, header
 
     def result(self) -> dict:
         return {
@@ -57,8 +53,6 @@ class SavedEvalCurve(EvalCurve):
         n = len(self.steps)
         super()._on_step()
         if len(self.steps) > n:
-            self.model.logger.dump(self.num_timesteps)  # what was recorded since the last dump
-            self.diagnostics.append({k: round(self.newest.values[k], 4) for k in DIAGNOSTICS if k in self.newest.values})
             self.path.write_text(json.dumps(self.result()))
         return True
 
@@ -69,9 +63,8 @@ def run(args: argparse.Namespace, seed: int, path: Path) -> dict:
     eval_env.reset(seed=10_000 + seed)
     model = DreamerV3("MlpPolicy", args.env, seed=seed, verbose=args.verbose, **{**DREAMER_V3_CPU, **args.override})
     header = dict(algo="dreamer_v3", env=args.env, seed=seed, override=args.override, label=args.label, commit=git_commit())
-    newest = _Newest()
-    model.set_logger(Logger(None, [newest, *([HumanOutputFormat(sys.stdout)] if args.verbose else [])]))
-    callback = SavedEvalCurve(eval_env, args.eval_freq, args.eval_episodes, path, header, newest)
+    callback = SavedEvalCurve(eval_env, args.eval_freq, args.eval_episodes, path, header)
+    callback.watch(model, args.verbose, DIAGNOSTICS)
     model.learn(args.steps, callback=callback, log_interval=4)
     return callback.result()
 

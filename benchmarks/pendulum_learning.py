@@ -6,13 +6,16 @@ Usage::
     python benchmarks/pendulum_learning.py --algo sac --seeds 0 1 2 --steps 20000 --out benchmarks/results
     python benchmarks/pendulum_learning.py --plot benchmarks/results   # table + PNG
 
-Every ``--eval-freq`` env steps the deterministic policy is evaluated on ``--eval-episodes`` fresh episodes.
+Every ``--eval-freq`` env steps the deterministic policy is evaluated on ``--eval-episodes`` fresh episodes; the newest
+logged training statistics (:data:`DIAGNOSTICS`) and the share of saturated training actions are kept with each
+evaluation.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -22,6 +25,7 @@ import torch as th
 from stable_baselines3 import SAC
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.logger import HumanOutputFormat, KVWriter, Logger
 
 from sb3_worldmodels import DCMPC, Dreamer
 from sb3_worldmodels.common.wrappers import ActionRepeat
@@ -32,6 +36,25 @@ THRESHOLD = -200.0
 MAX_COST = np.pi**2 + 0.1 * 8.0**2 + 0.001 * 2.0**2
 
 
+#: Logged training statistics kept with each evaluation (their newest values), to diagnose a curve.
+DIAGNOSTICS = (
+    "train/value_mean", "train/imagined_return", "train/actor_entropy", "train/actor_grad_norm", "world_model/kl",
+    "world_model/reward_loss", "world_model/reconstruction_loss", "train/critic_loss", "train/q_mean",
+)  # fmt: skip
+#: A training action (in [-1, 1]) counts as saturated beyond this magnitude.
+SATURATION = 0.95
+
+
+class NewestValues(KVWriter):
+    """Keeps the newest value of every logged key."""
+
+    def __init__(self):
+        self.values: dict[str, float] = {}
+
+    def write(self, key_values: dict, key_excluded: dict, step: int = 0) -> None:
+        self.values.update({k: v for k, v in key_values.items() if isinstance(v, (int, float))})
+
+
 class EvalCurve(BaseCallback):
     def __init__(self, eval_env: gym.Env, eval_freq: int, n_episodes: int, stochastic: bool = False):
         super().__init__()
@@ -40,9 +63,21 @@ class EvalCurve(BaseCallback):
         self.steps: list[int] = []
         self.returns: list[float] = []
         self.stochastic_returns: list[float] = []
+        self.diagnostics: list[dict[str, float]] = []
+        self.newest: NewestValues | None = None
+        self._saturated, self._actions = 0, 0
         self.start = time.time()
 
+    def watch(self, model, verbose: int = 0, keys: tuple[str, ...] = DIAGNOSTICS) -> None:
+        """Route ``model``'s logger through :class:`NewestValues`, so that every evaluation keeps ``keys``."""
+        self.newest, self.keys = NewestValues(), keys
+        model.set_logger(Logger(None, [self.newest, *([HumanOutputFormat(sys.stdout)] if verbose else [])]))
+
     def _on_step(self) -> bool:
+        actions = self.locals.get("buffer_actions")  # scaled to [-1, 1] by SB3's off-policy loop
+        if actions is not None and isinstance(self.model.action_space, gym.spaces.Box):
+            self._saturated += int((np.abs(actions) > SATURATION).sum())
+            self._actions += int(np.size(actions))
         if self.num_timesteps % self.eval_freq == 0:
             mean, _ = evaluate_policy(self.model, self.eval_env, n_eval_episodes=self.n_episodes, deterministic=True)
             self.steps.append(self.num_timesteps)
@@ -52,6 +87,14 @@ class EvalCurve(BaseCallback):
                 sampled, _ = evaluate_policy(self.model, self.eval_env, n_eval_episodes=self.n_episodes, deterministic=False)
                 self.stochastic_returns.append(float(sampled))
                 line += f"  sampled {sampled:8.1f}"
+            if self.newest is not None:
+                self.model.logger.dump(self.num_timesteps)  # what was recorded since the last dump
+                diagnostics = {k: round(float(self.newest.values[k]), 4) for k in self.keys if k in self.newest.values}
+                if self._actions:
+                    diagnostics["rollout/saturated_actions"] = round(self._saturated / self._actions, 4)
+                self._saturated, self._actions = 0, 0
+                self.diagnostics.append(diagnostics)
+                line += "  " + " ".join(f"{k.split('/')[1]}={v:.3g}" for k, v in diagnostics.items())
             print(f"{line}  ({time.time() - self.start:.0f} s)", flush=True)
         return True
 
@@ -93,6 +136,7 @@ def run(
     else:  # SB3's SAC with the RL Zoo's tuned Pendulum-v1 hyperparameters (learning_rate 1e-3, the rest SB3 defaults)
         model = SAC("MlpPolicy", env, seed=seed, verbose=verbose, **{"learning_rate": 1e-3, **override})
     callback = EvalCurve(eval_env, eval_freq, eval_episodes, stochastic_eval)
+    callback.watch(model, verbose)
     start = time.time()
     model.learn(steps, callback=callback, log_interval=2)
     return dict(
@@ -106,6 +150,7 @@ def run(
         steps=[step * repeat for step in callback.steps],
         returns=callback.returns,
         stochastic_returns=callback.stochastic_returns,
+        diagnostics=callback.diagnostics,
         wall_s=time.time() - start,
     )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import gymnasium as gym
@@ -132,6 +133,8 @@ def test_every_dmc_entry_builds_a_model_with_the_official_task_settings(file):
 
 def _load_benchmark():
     path = Path(__file__).resolve().parents[2] / "benchmarks" / "dmc.py"
+    if str(path.parent) not in sys.path:  # as when run as a script: it imports its sibling pendulum_learning.py
+        sys.path.insert(0, str(path.parent))
     spec = importlib.util.spec_from_file_location("dmc_benchmark", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
