@@ -7,7 +7,7 @@ import pytest
 from stable_baselines3.common.evaluation import evaluate_policy
 
 from sb3_worldmodels import DCMPC, Dreamer
-from sb3_worldmodels.presets import DCMPC_PENDULUM_SAMPLE_EFFICIENT, DREAMER_PENDULUM_SAMPLE_EFFICIENT
+from sb3_worldmodels.presets import DCMPC_PENDULUM_SAMPLE_EFFICIENT, DREAMER_PENDULUM_FAST
 
 # A uniformly random policy scores about -1200 on Pendulum-v1 (-1100 to -1450 over 5 episodes).
 RANDOM_POLICY_RETURN = -1200.0
@@ -57,14 +57,14 @@ def test_dreamer_reconstruction_loss_falls_on_pixel_dm_control():
 
 
 @pytest.mark.slow
-def test_dreamer_learns_pendulum():
-    # The sample-efficient preset: one update per env step, free nats 0 and an entropy term (presets.py says why).
-    # On these 10 evaluation episodes uniformly random actions score -1240 to -1360 (three action seeds), zero torque
-    # -1267 and the untrained actor -1320 to -1350. The same procedure on other seeds: BENCHMARKS.md,
-    # "Dreamer vs SAC on Pendulum-v1".
-    model = Dreamer("MlpPolicy", "Pendulum-v1", seed=0, **DREAMER_PENDULUM_SAMPLE_EFFICIENT)
-    model.learn(2500)
+def test_dreamer_swings_up_pendulum_and_holds_it():
+    # The fast preset (10 updates every 50 env steps, free nats 0 and an entropy term; presets.py says why). Seed 3
+    # holds the pendulum up from 7000 env steps on (-102 to -198 on the benchmark's 10 episodes at 7000-10,000). Other
+    # float rounding (another CPU) gives another run, like another seed: at 10,000 env steps 4 seeds of 5 were past
+    # -400 (BENCHMARKS.md, "Dreamer vs SAC on Pendulum-v1"). Uniformly random actions score -1240 to -1360 here.
+    model = Dreamer("MlpPolicy", "Pendulum-v1", seed=3, **DREAMER_PENDULUM_FAST)
+    model.learn(10_000)
     eval_env = gym.make("Pendulum-v1")
     eval_env.reset(seed=123)
     mean, _ = evaluate_policy(model, eval_env, n_eval_episodes=10, deterministic=True)
-    assert mean > -1100.0, f"mean evaluation return {mean:.0f} after 2500 steps (random policy: -1240 to -1360)"
+    assert mean > -400.0, f"mean evaluation return {mean:.0f} after 10,000 steps: no swing-up that holds"
