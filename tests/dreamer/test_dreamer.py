@@ -345,7 +345,7 @@ def test_pixel_cpu_preset_builds_and_updates():
 
 _SAMPLE_EFFICIENT_CHANGES = {
     "learning_starts": 500,
-    "train_freq": 10,
+    "train_freq": 25,
     "gradient_steps": 10,
     "batch_length": 16,
     "imagination_starts": 64,
