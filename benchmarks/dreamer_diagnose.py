@@ -40,6 +40,7 @@ SATURATION = 0.95
 
 def discounted_returns(rewards: np.ndarray, gamma: float) -> np.ndarray:
     """``G_t = r_t + gamma G_{t+1}`` of one finished episode (no bootstrap after its last step)."""
+    rewards = np.asarray(rewards, dtype=np.float64)
     returns = np.zeros_like(rewards)
     running = 0.0
     for t in reversed(range(len(rewards))):
