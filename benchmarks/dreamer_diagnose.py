@@ -33,20 +33,18 @@ import torch as th  # noqa: E402
 
 import sb3_worldmodels  # noqa: E402, F401  (registers the DMC ids)
 from sb3_worldmodels import Dreamer  # noqa: E402
+from sb3_worldmodels.common.returns import lambda_return  # noqa: E402
 from sb3_worldmodels.dreamer.dreamer import open_loop_errors  # noqa: E402
 
 SATURATION = 0.95
 
 
 def discounted_returns(rewards: np.ndarray, gamma: float) -> np.ndarray:
-    """``G_t = r_t + gamma G_{t+1}`` of one finished episode (no bootstrap after its last step)."""
-    rewards = np.asarray(rewards, dtype=np.float64)
-    returns = np.zeros_like(rewards)
-    running = 0.0
-    for t in reversed(range(len(rewards))):
-        running = rewards[t] + gamma * running
-        returns[t] = running
-    return returns
+    """``G_t = r_t + gamma G_{t+1}`` of one finished episode (no bootstrap after its last step): the lambda-return
+    with lambda 1 and zero values."""
+    rewards = th.as_tensor(np.asarray(rewards, dtype=np.float64))
+    zeros = th.zeros_like(rewards)
+    return lambda_return(rewards, zeros, th.full_like(rewards, gamma), zeros[0], 1.0).numpy()
 
 
 @th.no_grad()

@@ -65,6 +65,7 @@ class EvalCurve(BaseCallback):
         self.stochastic_returns: list[float] = []
         self.diagnostics: list[dict[str, float]] = []
         self.newest: NewestValues | None = None
+        self.keys: tuple[str, ...] = DIAGNOSTICS
         self._saturated, self._actions = 0, 0
         self.start = time.time()
 
