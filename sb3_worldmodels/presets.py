@@ -120,9 +120,9 @@ DREAMER_PENDULUM_SAMPLE_EFFICIENT: dict[str, Any] = {
 
 #: Dreamer on vector Pendulum-v1 when wall-clock on a 2-core CPU is what counts: :data:`DREAMER_PENDULUM_SAMPLE_EFFICIENT`
 #: with 10 updates every 50 env steps instead of every 25 (67 env steps per second on 2 cores), the shipped RL Zoo
-#: entry and the CI learning test's preset. It needs about twice the env steps to get as far: 3 seeds of 5 reach -200
-#: within 10,000 env steps (first at 7000-9000), seed 0 -208 at 9000, and seed 2 loses its swing-up after 6000 (-228,
-#: then -679 to -1162; BENCHMARKS.md, "Dreamer vs SAC on Pendulum-v1").
+#: entry. It needs about twice the env steps to get as far: 3 seeds of 5 reach -200 within 10,000 env steps (first at
+#: 7000-9000), seed 0 -208 at 9000, and seed 2 loses its swing-up after 6000 (-228, then -679 to -1162; BENCHMARKS.md,
+#: "Dreamer vs SAC on Pendulum-v1").
 DREAMER_PENDULUM_FAST: dict[str, Any] = {**DREAMER_PENDULUM_SAMPLE_EFFICIENT, "train_freq": 50}
 
 #: Dreamer from 64x64 pixels (dm_control, action repeat 2) on a 2-core CPU. Differences from the paper's defaults:
