@@ -85,7 +85,12 @@ VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
             num_samples=256, num_elites=32, policy_kwargs=dict(latent_dim=64, net_arch=[256, 256], encoder_net_arch=[256])
         ),
     },
-    "dreamer": {"ours": {}},
+    "dreamer": {
+        "ours": {},
+        # The paper's update rate, 100 updates every 1000 env frames (10 every 50 agent steps at action repeat 2), twice
+        # the CPU configuration's: does more world-model training end the stall its diagnosis points to?
+        "paper_rate": dict(train_freq=50),
+    },
     "dreamer_v3": {"ours": {}},
 }
 
