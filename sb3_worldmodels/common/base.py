@@ -19,7 +19,7 @@ from gymnasium import spaces
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.save_util import load_from_pkl
-from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, TrainFreq, TrainFrequencyUnit
 
 from sb3_worldmodels.accel import apply_fast_paths
 from sb3_worldmodels.accel import resolve as resolve_fast_paths
@@ -167,7 +167,21 @@ class WorldModelAlgorithm(OffPolicyAlgorithm):
         """Transitions in each sequence that a training step samples."""
         raise NotImplementedError
 
+    def _derived_schedule(self, n_envs: int) -> tuple[int, int] | None:
+        """SB3's ``(train_freq, gradient_steps)`` that the algorithm's own setting (the paper's schedule in env frames, a
+        replay ratio) gives for ``n_envs`` envs, or ``None`` when the user gave SB3's schedule or there is none."""
+        return None
+
+    def _apply_derived_schedule(self) -> None:
+        # A schedule counted per env (frames, replayed steps per env step) depends on how many envs one vec env step
+        # holds, so it is derived at set-up, which load() runs again with the number of envs of the env it is given.
+        schedule = self._derived_schedule(getattr(self, "n_envs", 1))  # n_envs: unset without an env
+        if schedule is not None:
+            self.train_freq = TrainFreq(schedule[0], TrainFrequencyUnit.STEP)
+            self.gradient_steps = schedule[1]
+
     def _setup_model(self) -> None:
+        self._apply_derived_schedule()
         self._check_spaces(self.observation_space, self.action_space)
         name = type(self).__name__
         check_at_least(name, 1, batch_size=self.batch_size)

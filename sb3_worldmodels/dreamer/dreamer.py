@@ -197,9 +197,10 @@ class Dreamer(WorldModelAlgorithm):
         repeat = action_repeat_of(self.env)
         if learning_starts is None:
             self.learning_starts = PAPER_PREFILL_FRAMES // repeat
-        if train_freq is None:
-            n_envs = getattr(self, "n_envs", 1)  # SB3 sets it only with an env (not while loading)
-            self.train_freq = max(PAPER_TRAIN_EVERY_FRAMES // (repeat * n_envs), 1)
+        #: The env's action repeat, and the env frames between training calls when the paper's schedule is used (None:
+        #: SB3's ``train_freq`` as given); ``train_freq`` is derived from them for the number of envs at set-up.
+        self.action_repeat = repeat
+        self.train_every_frames = PAPER_TRAIN_EVERY_FRAMES if train_freq is None else None
         self.actor_learning_rate = actor_learning_rate
         self.value_learning_rate = value_learning_rate
         self.batch_length = batch_length
@@ -284,6 +285,12 @@ class Dreamer(WorldModelAlgorithm):
             obs_tensor, self._acting_state, self._episode_starts, deterministic=False, exploration=self.exploration_noise
         )
         return actions_to_take(self, action, self.policy.actor.discrete, action_noise, n_envs)
+
+    def _derived_schedule(self, n_envs: int) -> tuple[int, int] | None:
+        every_frames = getattr(self, "train_every_frames", None)  # None in checkpoints saved before it existed
+        if every_frames is None:
+            return None
+        return max(every_frames // (self.action_repeat * n_envs), 1), self.gradient_steps
 
     # ------------------------------------------------------------------ training
     @property

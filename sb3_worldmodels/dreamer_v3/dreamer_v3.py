@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Sequence
+from fractions import Fraction
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -31,6 +34,10 @@ from sb3_worldmodels.dreamer_v3.rssm import RSSMState
 
 SelfDreamerV3 = TypeVar("SelfDreamerV3", bound="DreamerV3")
 
+#: The longest period, in vec env steps, of the schedule that carries out a replay ratio: the paper's ratios need
+#: periods of 1 or 2; a ratio with no exact period up to this gets the closest one (and a warning when 1% or more off).
+MAX_REPLAY_PERIOD = 64
+
 
 class DreamerV3(WorldModelAlgorithm):
     """DreamerV3: a world model with categorical latents trained on replayed sequences, and an actor-critic trained on
@@ -50,7 +57,9 @@ class DreamerV3(WorldModelAlgorithm):
     :param batch_length: Observations per sequence (64).
     :param replay_ratio: Replayed steps per env step (paper, DMC: 512): one update replays ``batch_size *
         batch_length`` steps, so the algorithm updates every ``batch_size * batch_length / replay_ratio`` steps of
-        all envs together. Sets SB3's ``train_freq`` and ``gradient_steps`` unless they are given.
+        all envs together. Sets SB3's ``train_freq`` and ``gradient_steps`` unless they are given: the shortest
+        period (in vec env steps) that gives the ratio exactly (:meth:`replay_schedule`), derived again for the
+        number of envs of the env a model is loaded with.
     :param train_freq: SB3's schedule instead of ``replay_ratio``: train every ``train_freq`` steps of the vec env.
     :param gradient_steps: With ``train_freq``: updates per training call (``-1``: one per collected transition).
     :param gamma: Discount (``1 - 1/333``).
@@ -121,8 +130,8 @@ class DreamerV3(WorldModelAlgorithm):
         device: th.device | str = "auto",
         _init_setup_model: bool = True,
     ):
-        if not replay_ratio > 0:
-            raise ValueError(f"replay_ratio must be > 0, got {replay_ratio}")
+        if not (replay_ratio > 0 and math.isfinite(replay_ratio)):
+            raise ValueError(f"replay_ratio must be a finite number > 0, got {replay_ratio}")
         super().__init__(
             policy,
             env,
@@ -151,25 +160,45 @@ class DreamerV3(WorldModelAlgorithm):
         self.lambda_, self.imagination_horizon = lambda_, imagination_horizon
         self.entropy_scale, self.slow_critic_fraction = entropy_scale, slow_critic_fraction
         self.model_max_grad_norm, self.actor_critic_max_grad_norm = model_max_grad_norm, actor_critic_max_grad_norm
-        if train_freq is None and gradient_steps is None:
-            self.train_freq, self.gradient_steps = self.replay_schedule(
-                replay_ratio,
-                batch_size,
-                batch_length,
-                getattr(self, "n_envs", 1),  # n_envs: unset while loading
-            )
+        #: Whether ``train_freq`` and ``gradient_steps`` come from ``replay_ratio`` (derived for the number of envs at
+        #: set-up, so also when a model is loaded with another number of envs) rather than being SB3's, as given.
+        self.schedule_from_replay_ratio = train_freq is None and gradient_steps is None
         if _init_setup_model:
             self._setup_model()
 
     @staticmethod
-    def replay_schedule(replay_ratio: float, batch_size: int, batch_length: int, n_envs: int) -> tuple[int, int]:
+    def replay_schedule(
+        replay_ratio: float, batch_size: int, batch_length: int, n_envs: int, max_period: int = MAX_REPLAY_PERIOD
+    ) -> tuple[int, int]:
         """SB3's ``(train_freq, gradient_steps)`` for ``replay_ratio`` replayed steps per env step: every
         ``train_freq`` steps of the vec env (``n_envs`` env steps each), ``gradient_steps`` updates of
-        ``batch_size * batch_length`` replayed steps."""
-        updates_per_vec_step = replay_ratio * n_envs / (batch_size * batch_length)
-        if updates_per_vec_step >= 1:
-            return 1, max(round(updates_per_vec_step), 1)
-        return max(round(1 / updates_per_vec_step), 1), 1
+        ``batch_size * batch_length`` replayed steps. The shortest period that gives the ratio exactly, or else the
+        period up to ``max_period`` vec env steps that comes closest (at least one update per period)."""
+        updates_per_vec_step = Fraction(replay_ratio).limit_denominator(10**6) * n_envs / (batch_size * batch_length)
+        best: tuple[float, int, int] | None = None
+        for period in range(1, max_period + 1):
+            updates = max(round(updates_per_vec_step * period), 1)
+            error = abs(updates / period - updates_per_vec_step) / updates_per_vec_step
+            if best is None or error < best[0]:
+                best = (error, period, updates)
+            if error == 0:
+                break
+        _, period, updates = best
+        return period, updates
+
+    def _derived_schedule(self, n_envs: int) -> tuple[int, int] | None:
+        if not getattr(self, "schedule_from_replay_ratio", False):  # False in checkpoints saved before it existed
+            return None
+        train_freq, gradient_steps = self.replay_schedule(self.replay_ratio, self.batch_size, self.batch_length, n_envs)
+        actual = gradient_steps * self.batch_size * self.batch_length / (train_freq * n_envs)
+        if abs(actual - self.replay_ratio) >= 0.01 * self.replay_ratio:
+            warnings.warn(
+                f"DreamerV3: replay_ratio={self.replay_ratio} with batches of {self.batch_size} x {self.batch_length} and "
+                f"{n_envs} env(s) has no schedule of at most {MAX_REPLAY_PERIOD} vec env steps; it replays {actual:.4g} "
+                f"steps per env step ({gradient_steps} update(s) every {train_freq} vec env steps).",
+                stacklevel=2,
+            )
+        return train_freq, gradient_steps
 
     # ----------------------------------------------------------------- set-up
     @classmethod

@@ -390,6 +390,23 @@ def test_the_paper_schedule_counts_env_frames(n_envs):
     assert explicit.learning_starts == 7 and explicit.train_freq.frequency == 3  # SB3 semantics when given
 
 
+def test_the_paper_schedule_follows_the_number_of_envs_a_model_is_loaded_with(tmp_path):
+    from stable_baselines3.common.env_util import make_vec_env
+
+    from sb3_worldmodels.common.wrappers import ActionRepeat
+
+    def env(n_envs):
+        return make_vec_env("Pendulum-v1", n_envs=n_envs, wrapper_class=ActionRepeat, wrapper_kwargs=dict(repeat=2))
+
+    model = Dreamer("MlpPolicy", env(1), buffer_size=1000, policy_kwargs=TINY_DREAMER["policy_kwargs"])
+    model.save(tmp_path / "one_env")
+    loaded = Dreamer.load(tmp_path / "one_env", env=env(2))
+    assert loaded.train_freq.frequency == 250 and loaded.gradient_steps == 100  # still every 1000 env frames
+    given = Dreamer("MlpPolicy", env(1), train_freq=30, buffer_size=1000, policy_kwargs=TINY_DREAMER["policy_kwargs"])
+    given.save(tmp_path / "given")
+    assert Dreamer.load(tmp_path / "given", env=env(2)).train_freq.frequency == 30  # SB3's schedule, as given
+
+
 def test_the_registered_pixel_ids_get_the_paper_schedule_in_frames():
     model = Dreamer("CnnPolicy", "sb3_worldmodels/dmc-cartpole-swingup-pixels-v0", buffer_size=100,
                     policy_kwargs=TINY_DREAMER["policy_kwargs"])  # fmt: skip
