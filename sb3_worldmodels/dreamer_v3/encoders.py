@@ -114,7 +114,7 @@ class VectorDecoder(nn.Module):
         super().__init__()
         self.net = mlp(in_features, units, layers)
         self.out = nn.Linear(units, obs_dim)
-        init_weight_(self.out.weight)
+        init_weight_(self.out.weight, uniform=True)
         nn.init.zeros_(self.out.bias)
 
     def forward(self, features: th.Tensor) -> th.Tensor:

@@ -23,7 +23,7 @@ from sb3_worldmodels.dreamer_v3.rssm import init_weight_, mlp
 
 def _output_layer(units: int, out_features: int, scale: float) -> nn.Linear:
     layer = nn.Linear(units, out_features)
-    init_weight_(layer.weight, scale)
+    init_weight_(layer.weight, scale, uniform=True)
     nn.init.zeros_(layer.bias)
     return layer
 

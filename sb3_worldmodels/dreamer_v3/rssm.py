@@ -20,14 +20,19 @@ from torch import nn
 from sb3_worldmodels.dreamer_v3.distributions import straight_through_sample, unimix_logits
 
 
-def init_weight_(weight: th.Tensor, scale: float = 1.0) -> th.Tensor:
+def init_weight_(weight: th.Tensor, scale: float = 1.0, uniform: bool = False) -> th.Tensor:
     """Truncated normal (at two standard deviations) with variance ``scale / fan_avg``, ``fan_avg`` the mean of the
-    layer's fan-in and fan-out; zeros when ``scale`` is 0 (the reward and critic heads' output layers)."""
+    layer's fan-in and fan-out; zeros when ``scale`` is 0 (the reward and critic heads' output layers). ``uniform``:
+    the uniform distribution of the same variance, as the official code initialises the layers that output a
+    distribution's parameters (the RSSM's latent logits, the heads and the vector decoder)."""
     if scale == 0.0:
         return nn.init.zeros_(weight)
     fan_out, fan_in = weight.shape[0], weight[0].numel()
     if weight.dim() > 2:  # convolutions: (out, in, kh, kw); receptive field counted in both fans
         fan_out *= weight[0, 0].numel()
+    if uniform:
+        limit = math.sqrt(3 * scale / ((fan_in + fan_out) / 2))
+        return nn.init.uniform_(weight, -limit, limit)
     # 0.8796 is the standard deviation of a unit normal truncated at +/-2: divided out so that the variance is as asked.
     std = math.sqrt(scale / ((fan_in + fan_out) / 2)) / 0.87962566103423978
     with th.no_grad():
@@ -94,7 +99,7 @@ class RSSM(nn.Module):
         self.obs_out = NormLinear(deter + embed_dim, units)
         self.obs_stats = nn.Linear(units, stoch * classes)
         for layer in (self.img_stats, self.obs_stats):
-            init_weight_(layer.weight)
+            init_weight_(layer.weight, uniform=True)
             nn.init.zeros_(layer.bias)
 
     @property

@@ -60,47 +60,67 @@ class WorldModel(nn.Module):
         self.keys = [*vector_dims, *image_shapes]
         self.image_keys = set(image_shapes)
         self.free_bits = free_bits
-        # Module names cannot hold every observation key ("" or dotted names): one name per position instead.
-        self._names = {key: f"obs{i}" for i, key in enumerate(self.keys)}
-        encoders = {self._names[k]: VectorEncoder(d, units, layers) for k, d in vector_dims.items()}
-        encoders.update({self._names[k]: ImageEncoder(c, size, cnn_depth) for k, (c, size, _) in image_shapes.items()})
+        # As the official code: every vector observation goes, concatenated, through one MLP encoder and comes out of
+        # one decoder with an output per key; image observations are stacked along their channels through one CNN
+        # (one CNN per image size, where sizes differ).
+        self.vector_keys, self.vector_sizes = list(vector_dims), list(vector_dims.values())
+        by_size: dict[int, list[str]] = {}
+        for key, (_, size, _) in image_shapes.items():
+            by_size.setdefault(size, []).append(key)
+        self.image_groups = [(f"image{size}", keys, [image_shapes[k][0] for k in keys]) for size, keys in by_size.items()]
+        encoders: dict[str, nn.Module] = {}
+        if vector_dims:
+            encoders["vector"] = VectorEncoder(sum(self.vector_sizes), units, layers)
+        for name, keys, channels in self.image_groups:
+            encoders[name] = ImageEncoder(sum(channels), image_shapes[keys[0]][1], cnn_depth)
         self.encoders = nn.ModuleDict(encoders)
         embed_dim = sum(encoder.embed_dim for encoder in self.encoders.values())
         self.rssm = RSSM(embed_dim, action_dim, deter=deter, stoch=stoch, classes=classes, units=units)
         features = self.rssm.feature_dim
-        decoders = {self._names[k]: VectorDecoder(features, d, units, layers) for k, d in vector_dims.items()}
-        decoders.update(
-            {self._names[k]: ImageDecoder(features, c, size, cnn_depth) for k, (c, size, _) in image_shapes.items()}
-        )
+        decoders: dict[str, nn.Module] = {}
+        if vector_dims:
+            decoders["vector"] = VectorDecoder(features, sum(self.vector_sizes), units, layers)
+        for name, keys, channels in self.image_groups:
+            decoders[name] = ImageDecoder(features, sum(channels), image_shapes[keys[0]][1], cnn_depth)
         self.decoders = nn.ModuleDict(decoders)
         self.reward = TwoHotHead(features, units, layers)
         self.continuation = BernoulliHead(features, units, layers)
 
+    def _grouped(self, obs: dict[str, th.Tensor]) -> dict[str, th.Tensor]:
+        """The observations as the encoders and decoders take them: vectors concatenated, images stacked by size."""
+        grouped = {}
+        if self.vector_keys:
+            grouped["vector"] = th.cat([obs[key] for key in self.vector_keys], dim=-1)
+        for name, keys, _ in self.image_groups:
+            grouped[name] = th.cat([obs[key] for key in keys], dim=-3)
+        return grouped
+
     def embed(self, obs: dict[str, th.Tensor]) -> th.Tensor:
         """The concatenated embeddings of observations with any leading shape."""
         embeds = []
-        for key in self.keys:
-            value = obs[key]
-            event = 3 if key in self.image_keys else 1
+        for name, value in self._grouped(obs).items():
+            event = 1 if name == "vector" else 3
             lead = value.shape[: value.dim() - event]
             flat = value.reshape(-1, *value.shape[len(lead) :])
-            embeds.append(self.encoders[self._names[key]](flat).view(*lead, -1))
+            embeds.append(self.encoders[name](flat).view(*lead, -1))
         return th.cat(embeds, dim=-1)
 
     def decode(self, features: th.Tensor) -> dict[str, th.Tensor]:
         """The predicted observations, in observation space (images in [0, 1], vectors through ``symexp``)."""
         out = {}
-        for key in self.keys:
-            prediction = self.decoders[self._names[key]](features)
-            out[key] = prediction if key in self.image_keys else symexp(prediction)
-        return out
+        if self.vector_keys:
+            vectors = symexp(self.decoders["vector"](features)).split(self.vector_sizes, dim=-1)
+            out.update(zip(self.vector_keys, vectors, strict=True))
+        for name, keys, channels in self.image_groups:
+            out.update(zip(keys, self.decoders[name](features).split(channels, dim=-3), strict=True))
+        return {key: out[key] for key in self.keys}
 
     def observation_log_prob(self, features: th.Tensor, obs: dict[str, th.Tensor]) -> th.Tensor:
         """The log-likelihood of every observation, summed over the keys, with the shape of ``features[..., 0]``."""
         total = th.zeros(features.shape[:-1], device=features.device)
-        for key in self.keys:
-            decoder = self.decoders[self._names[key]]
-            total = total + decoder.log_prob(decoder(features), obs[key])
+        for name, value in self._grouped(obs).items():
+            decoder = self.decoders[name]
+            total = total + decoder.log_prob(decoder(features), value)
         return total
 
     def loss(

@@ -96,6 +96,19 @@ def test_kl_balance_hand_computed_with_free_bits_and_gradients_to_one_side_each(
     assert th.equal(post.grad, th.zeros_like(post))
 
 
+def test_free_bits_apply_per_step_and_leave_a_kl_above_them_as_it_is():
+    # Two steps: one latent of 2 classes. Step 0: KL[(0.5, 0.5) || (0.05, 0.95)] = 0.5 ln 10 + 0.5 ln(10/19) = 0.830 nats,
+    # under 1 free nat; step 1: KL[(0.99, 0.01) || (0.01, 0.99)] = 0.98 ln 99 = 4.503 nats, over it.
+    post = th.log(th.tensor([[[0.5, 0.5]], [[0.99, 0.01]]])).requires_grad_()
+    prior = th.log(th.tensor([[[0.05, 0.95]], [[0.01, 0.99]]])).requires_grad_()
+    kl0, kl1 = 0.5 * math.log(10) + 0.5 * math.log(10 / 19), 0.98 * math.log(99)
+    dynamics, representation = kl_balance_losses(post, prior, free_bits=1.0)
+    expected = th.tensor([1.0, kl1])  # per step: max(1, KL), not max(1, mean KL) = 2.67 for both
+    assert kl0 < 1 < kl1 and th.allclose(dynamics, expected) and th.allclose(representation, expected)
+    representation.sum().backward()
+    assert post.grad[0].abs().sum() == 0 and post.grad[1].abs().sum() > 0  # only the step over its free bits learns
+
+
 def test_return_normalizer_follows_the_percentile_range_and_divides_only_above_one():
     norm = ReturnNormalizer()
     assert norm.scale() == 1.0  # nothing seen yet

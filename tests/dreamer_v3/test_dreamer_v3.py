@@ -16,12 +16,35 @@ def test_replay_ratio_sets_sb3_schedule():
     assert DreamerV3.replay_schedule(512, 16, 64, n_envs=1) == (2, 1)
     assert DreamerV3.replay_schedule(512, 16, 64, n_envs=4) == (1, 2)  # 4 env steps per vec step: 2 updates
     assert DreamerV3.replay_schedule(64, 4, 8, n_envs=1) == (1, 2)
+    # Exact, not rounded: 1.5 updates per vec step of 3 envs are 3 every 2; 3/8 of an update per env step, 3 every 8.
+    assert DreamerV3.replay_schedule(512, 16, 64, n_envs=3) == (2, 3)
+    assert DreamerV3.replay_schedule(384, 16, 64, n_envs=1) == (8, 3)
+    # No exact period up to 64 vec env steps: the closest, 4 updates every 41 steps (a ratio of 99.9 for 100).
+    assert DreamerV3.replay_schedule(100, 16, 64, n_envs=1) == (41, 4)
     model = DreamerV3("MlpPolicy", "Pendulum-v1", **{**TINY_DREAMER_V3, "replay_ratio": 8})
     assert model.train_freq.frequency == 4 and model.gradient_steps == 1
     sb3 = DreamerV3("MlpPolicy", "Pendulum-v1", **{**TINY_DREAMER_V3, "train_freq": 10, "gradient_steps": 3})
     assert sb3.train_freq.frequency == 10 and sb3.gradient_steps == 3  # SB3's own schedule, when given
-    with pytest.raises(ValueError, match="replay_ratio must be > 0"):
-        DreamerV3("MlpPolicy", "Pendulum-v1", replay_ratio=0)
+    for bad in (0, -8, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="replay_ratio must be a finite number > 0"):
+            DreamerV3("MlpPolicy", "Pendulum-v1", replay_ratio=bad)
+    # A ratio the schedule cannot carry out within 1% is said, with what it does instead (1 update every 64 steps).
+    with pytest.warns(UserWarning, match=r"replay_ratio=0.25 .* replays 0.5 steps per env step \(1 update\(s\) every 64 "):
+        DreamerV3("MlpPolicy", "Pendulum-v1", **{**TINY_DREAMER_V3, "replay_ratio": 0.25})
+
+
+def test_the_replay_schedule_follows_the_number_of_envs_a_model_is_loaded_with(tmp_path):
+    from stable_baselines3.common.env_util import make_vec_env
+
+    model = DreamerV3("MlpPolicy", "Pendulum-v1", **{**TINY_DREAMER_V3, "replay_ratio": 8})  # 32 replayed steps
+    assert (model.train_freq.frequency, model.gradient_steps) == (4, 1)
+    model.save(tmp_path / "one_env")
+    loaded = DreamerV3.load(tmp_path / "one_env", env=make_vec_env("Pendulum-v1", n_envs=2))
+    assert (loaded.train_freq.frequency, loaded.gradient_steps) == (2, 1)  # still 8 replayed steps per env step
+    given = DreamerV3("MlpPolicy", "Pendulum-v1", **{**TINY_DREAMER_V3, "train_freq": 4, "gradient_steps": 1})
+    given.save(tmp_path / "given")
+    loaded = DreamerV3.load(tmp_path / "given", env=make_vec_env("Pendulum-v1", n_envs=2))
+    assert (loaded.train_freq.frequency, loaded.gradient_steps) == (4, 1)  # SB3's schedule, as given
 
 
 def test_the_cpu_preset_keeps_the_paper_objectives_and_updates_once_per_env_step():
@@ -107,7 +130,7 @@ def test_fast_paths_give_the_plain_world_model_loss_and_gradients(tiny_dreamer_v
     env = ToyEnv(gym.spaces.Box(0, 255, (16, 16, 3), np.uint8), gym.spaces.Box(-1, 1, (2,)))
     models = [DreamerV3("CnnPolicy", env, accel=accel, device="cpu", **tiny_dreamer_v3_kwargs) for accel in ("none", "auto")]
     models[1].policy.load_state_dict(models[0].policy.state_dict())
-    assert type(models[1].policy.world_model.encoders["obs0"].net[0]) is not th.nn.Conv2d  # a fast path is in place
+    assert type(models[1].policy.world_model.encoders["image16"].net[0]) is not th.nn.Conv2d  # a fast path is in place
     g = th.Generator().manual_seed(0)
     inputs = dict(
         obs={"": th.rand(3, 5, 3, 16, 16, generator=g)},

@@ -14,6 +14,17 @@ def test_init_weight_has_the_fan_average_variance_and_zero_scale_gives_zeros():
     init_weight_(conv)
     assert abs(conv.std().item() - math.sqrt(1 / (48 * 16))) < 0.05 * math.sqrt(1 / (48 * 16))
     assert th.equal(init_weight_(th.ones(3, 3), scale=0.0), th.zeros(3, 3))
+    # The output layers' uniform initialiser: the same variance, bounded by sqrt(3 / fan_avg).
+    init_weight_(weight, uniform=True)
+    assert abs(weight.std().item() - math.sqrt(1 / 500)) < 0.03 * math.sqrt(1 / 500)
+    assert weight.abs().max() <= math.sqrt(3 / 500) and weight.abs().max() > 0.99 * math.sqrt(3 / 500)
+
+
+def test_layers_that_output_distribution_parameters_are_initialised_uniformly():
+    rssm = RSSM(embed_dim=300, action_dim=2, deter=64, stoch=20, classes=20, units=300)
+    limit = math.sqrt(3 / ((300 + 400) / 2))
+    for layer in (rssm.img_stats, rssm.obs_stats):
+        assert 0.98 * limit < layer.weight.abs().max() <= limit  # a truncated normal of this variance reaches 0.12
 
 
 def test_norm_linear_and_mlp_layers():

@@ -71,3 +71,27 @@ def test_training_on_a_fixed_batch_lowers_the_prediction_loss():
 def test_a_model_needs_an_observation():
     with pytest.raises(ValueError, match="at least one observation"):
         WorldModel({}, {}, action_dim=1)
+
+
+def test_vectors_share_one_encoder_and_decoder_and_images_of_a_size_one_cnn():
+    # As the official code: vector keys are concatenated into one MLP and decoded by one, split per key; images of a
+    # size are stacked along their channels through one CNN (one CNN per size).
+    th.manual_seed(0)
+    model = WorldModel({"a": 2, "b": 3}, {"left": (3, 16, 16), "right": (1, 16, 16), "small": (3, 8, 8)}, action_dim=1,
+                       deter=16, units=16, layers=1, cnn_depth=4, stoch=4, classes=4)  # fmt: skip
+    assert sorted(model.encoders) == sorted(model.decoders) == ["image16", "image8", "vector"]
+    assert model.encoders["vector"](th.zeros(1, 5)).shape == (1, 16)  # 2 + 3 inputs to the MLP's 16 units
+    assert model.encoders["image16"](th.zeros(1, 4, 16, 16)).shape == (1, 8 * 4 * 4)  # 3 + 1 channels to a 4x4 map
+    g = th.Generator().manual_seed(1)
+    obs = {"a": th.randn(7, 2, generator=g), "b": th.randn(7, 3, generator=g), "left": th.rand(7, 3, 16, 16, generator=g),
+           "right": th.rand(7, 1, 16, 16, generator=g), "small": th.rand(7, 3, 8, 8, generator=g)}  # fmt: skip
+    features = th.randn(7, model.rssm.feature_dim, generator=g)
+    decoded = model.decode(features)
+    assert list(decoded) == ["a", "b", "left", "right", "small"]
+    assert {k: tuple(v.shape) for k, v in decoded.items()} == {k: tuple(v.shape) for k, v in obs.items()}
+    # The log-likelihood is minus the squared errors summed over every key (vectors in symlog space).
+    symlog = lambda x: th.sign(x) * th.log1p(x.abs())  # noqa: E731
+    expected = -sum((symlog(decoded[k]) - symlog(obs[k])).square().sum(-1) for k in ("a", "b"))
+    expected = expected - sum((decoded[k] - obs[k]).square().flatten(1).sum(-1) for k in ("left", "right", "small"))
+    assert th.allclose(model.observation_log_prob(features, obs), expected, rtol=1e-4, atol=1e-3)
+    assert model.embed({k: v.unsqueeze(0) for k, v in obs.items()}).shape == (1, 7, 16 + 128 + 4 * 4 * 4)
