@@ -127,12 +127,14 @@ DREAMER_PENDULUM_FAST: dict[str, Any] = {**DREAMER_PENDULUM_SAMPLE_EFFICIENT, "t
 
 #: Dreamer from 64x64 pixels (dm_control, action repeat 2) on a 2-core CPU. Differences from the paper's defaults:
 #:
-#: - half-width CNNs (depth 16), GRU 100 and 200-unit MLPs, batches of 16 sequences of 32 steps: an update
-#:   takes about 1.3 s instead of about 28 s on 2 cores (BENCHMARKS.md, "Dreamer speed");
+#: - half-width CNNs (depth 16), GRU 100, reward, value and actor MLPs of two 200-unit layers (the paper: 2, 3 and 4
+#:   layers of 400), batches of 16 sequences of 32 steps: an update takes about 1.3 s instead of about 28 s on 2
+#:   cores (BENCHMARKS.md, "Dreamer speed");
 #: - 1000 prefill agent steps and 10 updates every 100 agent steps (the paper: 5000 env frames, 2500 agent steps, and
 #:   100 updates every 1000 frames, twice this rate); by 100k frames it replays about a tenth of the paper's sequence
 #:   steps;
-#: - learning rates as :data:`DREAMER_PENDULUM_CPU` for the actor and value; DMC rewards are in [0, 1] as in the paper.
+#: - actor and value learning rates of 3e-4 as :data:`DREAMER_PENDULUM_CPU` (the paper: 8e-5); DMC rewards are in
+#:   [0, 1] as in the paper.
 #:
 #: On cartpole-swingup it stalls at 75 from 35k to 50k frames and reaches 167-198 at 65k-70k (the published Dreamer:
 #: 326 at 100k). BENCHMARKS.md, "Dreamer from pixels", has the diagnosis: the open-loop reward prediction is no better
