@@ -67,6 +67,8 @@ class DreamerV3(WorldModelAlgorithm):
     :param imagination_horizon: Length of imagined trajectories (15).
     :param entropy_scale: Weight of the actor's entropy (3e-4).
     :param slow_critic_fraction: Share of the critic mixed into its slow copy after each update (0.02).
+    :param free_bits: Nats per step below which the KL terms give no gradient (1). Observations that carry little
+        information (a few state values) can need less than that per step, and then the prior stops learning.
     :param model_max_grad_norm: Gradient-norm clip of the world model (1000).
     :param actor_critic_max_grad_norm: Gradient-norm clip of the actor and the critic (100).
     :param mixed_precision: ``None`` (float32), ``"bf16"`` or ``"fp16"``.
@@ -115,6 +117,7 @@ class DreamerV3(WorldModelAlgorithm):
         imagination_horizon: int = 15,
         entropy_scale: float = 3e-4,
         slow_critic_fraction: float = 0.02,
+        free_bits: float = 1.0,
         model_max_grad_norm: float = 1000.0,
         actor_critic_max_grad_norm: float = 100.0,
         action_noise: ActionNoise | None = None,
@@ -159,6 +162,9 @@ class DreamerV3(WorldModelAlgorithm):
         self.batch_length, self.replay_ratio = batch_length, replay_ratio
         self.lambda_, self.imagination_horizon = lambda_, imagination_horizon
         self.entropy_scale, self.slow_critic_fraction = entropy_scale, slow_critic_fraction
+        if not (free_bits >= 0 and math.isfinite(free_bits)):
+            raise ValueError(f"free_bits must be a finite number >= 0, got {free_bits}")
+        self.free_bits = free_bits
         self.model_max_grad_norm, self.actor_critic_max_grad_norm = model_max_grad_norm, actor_critic_max_grad_norm
         #: Whether ``train_freq`` and ``gradient_steps`` come from ``replay_ratio`` (derived for the number of envs at
         #: set-up, so also when a model is loaded with another number of envs) rather than being SB3's, as given.
@@ -229,6 +235,7 @@ class DreamerV3(WorldModelAlgorithm):
         self.policy_kwargs = dict(self.policy_kwargs)
         self.policy_kwargs.update(actor_learning_rate=self.actor_learning_rate, critic_learning_rate=self.critic_learning_rate)
         super()._setup_model()
+        self.policy.world_model.free_bits = getattr(self, "free_bits", 1.0)  # 1.0: checkpoints saved before the option
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         optimizers = ["world_model_optimizer", "actor_optimizer", "critic_optimizer"]

@@ -68,13 +68,15 @@ def test_paper_defaults():
     assert (model.batch_size, model.batch_length, model.replay_ratio) == (16, 64, 512)
     assert math.isclose(model.gamma, 1 - 1 / 333) and model.lambda_ == 0.95 and model.imagination_horizon == 15
     assert (model.learning_rate, model.actor_learning_rate, model.critic_learning_rate) == (1e-4, 3e-5, 3e-5)
-    assert (model.entropy_scale, model.slow_critic_fraction) == (3e-4, 0.02)
+    assert (model.entropy_scale, model.slow_critic_fraction, model.free_bits) == (3e-4, 0.02, 1.0)
     assert (model.model_max_grad_norm, model.actor_critic_max_grad_norm) == (1000.0, 100.0)
     assert MODEL_SIZES["S"] == dict(deter=512, units=512, layers=2, cnn_depth=32)
     model = DreamerV3("MlpPolicy", "Pendulum-v1")
     policy = model.policy
     assert policy.world_model.rssm.deter_dim == 512 and policy.world_model.rssm.stoch_dim == 32
     assert policy.world_model_optimizer.defaults["eps"] == 1e-8 and policy.actor_optimizer.defaults["eps"] == 1e-5
+    assert policy.world_model.free_bits == 1.0
+    assert DreamerV3("MlpPolicy", "Pendulum-v1", free_bits=0.0).policy.world_model.free_bits == 0.0
 
 
 def test_an_update_trains_every_part_and_moves_the_slow_critic(tiny_dreamer_v3_kwargs):

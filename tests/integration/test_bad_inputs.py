@@ -138,6 +138,12 @@ def test_load_replay_buffer_refuses_incompatible_buffers_and_keeps_its_own(algo,
         ),  # fmt: skip
         pytest.param(DCMPC, TINY_DCMPC, dict(accel="fast"), r'accel must be "auto", "none" or a list', id="DCMPC-accel"),
         pytest.param(
+            DreamerV3, TINY_DREAMER_V3, dict(free_bits=-1.0), "free_bits must be a finite number >= 0", id="DreamerV3-free"
+        ),  # fmt: skip
+        pytest.param(
+            DreamerV3, TINY_DREAMER_V3, dict(replay_ratio=float("nan")), "replay_ratio must be a finite", id="DreamerV3-ratio"
+        ),  # fmt: skip
+        pytest.param(
             Dreamer, TINY_DREAMER, dict(accel=["mish", "fused"]), r"Unknown fast paths \['fused'\]", id="Dreamer-accel"
         ),  # fmt: skip
     ],
