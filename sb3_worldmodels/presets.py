@@ -136,8 +136,8 @@ DREAMER_PENDULUM_FAST: dict[str, Any] = {**DREAMER_PENDULUM_SAMPLE_EFFICIENT, "t
 #: - actor and value learning rates of 3e-4 as :data:`DREAMER_PENDULUM_CPU` (the paper: 8e-5); DMC rewards are in
 #:   [0, 1] as in the paper.
 #:
-#: On cartpole-swingup it stalls at 75 from 35k to 50k frames and reaches 167-198 at 65k-70k (the published Dreamer:
-#: 326 at 100k). BENCHMARKS.md, "Dreamer from pixels", has the diagnosis: the open-loop reward prediction is no better
+#: On cartpole-swingup (one seed) it stalls at 75 from 35k to 50k frames, climbs to 165-247 at 65k-95k and ends at 10
+#: at 100k (the published Dreamer: 326 at 100k). BENCHMARKS.md, "Dreamer from pixels", has the diagnosis: the open-loop reward prediction is no better
 #: than the mean, and the KL sits under the free nats, so the prior gets no gradient.
 DREAMER_PIXELS_CPU: dict[str, Any] = dict(
     learning_rate=6e-4,
