@@ -137,8 +137,9 @@ DREAMER_PENDULUM_FAST: dict[str, Any] = {**DREAMER_PENDULUM_SAMPLE_EFFICIENT, "t
 #:   [0, 1] as in the paper.
 #:
 #: On cartpole-swingup (one seed) it stalls at 75 from 35k to 50k frames, climbs to 165-247 at 65k-95k and ends at 10
-#: at 100k (the published Dreamer: 326 at 100k). BENCHMARKS.md, "Dreamer from pixels", has the diagnosis: the open-loop reward prediction is no better
-#: than the mean, and the KL sits under the free nats, so the prior gets no gradient.
+#: at 100k (the published Dreamer: 326 at 100k). BENCHMARKS.md, "Dreamer from pixels", has the diagnosis: the
+#: open-loop reward prediction is no better than the mean, and the KL sits under the free nats, so the prior gets no
+#: gradient.
 DREAMER_PIXELS_CPU: dict[str, Any] = dict(
     learning_rate=6e-4,
     actor_learning_rate=3e-4,

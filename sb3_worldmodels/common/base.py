@@ -175,6 +175,8 @@ class WorldModelAlgorithm(OffPolicyAlgorithm):
     def _apply_derived_schedule(self) -> None:
         # A schedule counted per env (frames, replayed steps per env step) depends on how many envs one vec env step
         # holds, so it is derived at set-up, which load() runs again with the number of envs of the env it is given.
+        if getattr(self, "_schedule_as_given", False):
+            return
         schedule = self._derived_schedule(getattr(self, "n_envs", 1))  # n_envs: unset without an env
         if schedule is not None:
             self.train_freq = TrainFreq(schedule[0], TrainFrequencyUnit.STEP)
@@ -382,6 +384,8 @@ class WorldModelAlgorithm(OffPolicyAlgorithm):
     def load(cls, path, env=None, device="auto", custom_objects=None, print_system_info=False, force_reset=True, **kwargs):
         if not (custom_objects and "policy_class" in custom_objects):  # a replaced policy class is never unpickled
             cls._check_checkpoint_algorithm(path)
+        if {"train_freq", "gradient_steps"} & kwargs.keys():
+            kwargs["_schedule_as_given"] = True  # SB3's schedule passed to load() is kept, not derived again
         try:
             return super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
         except Exception as error:

@@ -290,6 +290,8 @@ class Dreamer(WorldModelAlgorithm):
         every_frames = getattr(self, "train_every_frames", None)  # None in checkpoints saved before it existed
         if every_frames is None:
             return None
+        if self.env is not None:  # on load, the saved repeat gives way to that of the env given
+            self.action_repeat = action_repeat_of(self.env)
         return max(every_frames // (self.action_repeat * n_envs), 1), self.gradient_steps
 
     # ------------------------------------------------------------------ training

@@ -34,8 +34,10 @@ from sb3_worldmodels.dreamer_v3.rssm import RSSMState
 
 SelfDreamerV3 = TypeVar("SelfDreamerV3", bound="DreamerV3")
 
-#: The longest period, in vec env steps, of the schedule that carries out a replay ratio: the paper's ratios need
-#: periods of 1 or 2; a ratio with no exact period up to this gets the closest one (and a warning when 1% or more off).
+#: The longest period, in vec env steps, searched for a schedule that carries out a replay ratio exactly (the paper's
+#: ratios, 32 to 1024 with its 16 x 64 batches, need periods of 1 to 32); a ratio with none gets the closest such
+#: schedule, or one update every ``round(1 / updates per vec env step)`` steps when that is longer (and a warning when
+#: it is 1% or more off).
 MAX_REPLAY_PERIOD = 64
 
 
@@ -178,9 +180,12 @@ class DreamerV3(WorldModelAlgorithm):
     ) -> tuple[int, int]:
         """SB3's ``(train_freq, gradient_steps)`` for ``replay_ratio`` replayed steps per env step: every
         ``train_freq`` steps of the vec env (``n_envs`` env steps each), ``gradient_steps`` updates of
-        ``batch_size * batch_length`` replayed steps. The shortest period that gives the ratio exactly, or else the
-        period up to ``max_period`` vec env steps that comes closest (at least one update per period)."""
-        updates_per_vec_step = Fraction(replay_ratio).limit_denominator(10**6) * n_envs / (batch_size * batch_length)
+        ``batch_size * batch_length`` replayed steps. The shortest period up to ``max_period`` vec env steps that
+        gives the ratio exactly, or else the closest; below one update per ``max_period`` steps, one update every
+        ``round(1 / updates per vec env step)`` steps."""
+        updates_per_vec_step = Fraction(float(replay_ratio)) * n_envs / (batch_size * batch_length)
+        if updates_per_vec_step * max_period < 1:  # less than one update per period: one every so many steps
+            return max(round(1 / updates_per_vec_step), 1), 1
         best: tuple[float, int, int] | None = None
         for period in range(1, max_period + 1):
             updates = max(round(updates_per_vec_step * period), 1)
@@ -200,8 +205,8 @@ class DreamerV3(WorldModelAlgorithm):
         if abs(actual - self.replay_ratio) >= 0.01 * self.replay_ratio:
             warnings.warn(
                 f"DreamerV3: replay_ratio={self.replay_ratio} with batches of {self.batch_size} x {self.batch_length} and "
-                f"{n_envs} env(s) has no schedule of at most {MAX_REPLAY_PERIOD} vec env steps; it replays {actual:.4g} "
-                f"steps per env step ({gradient_steps} update(s) every {train_freq} vec env steps).",
+                f"{n_envs} env(s) has no exact schedule; it replays {actual:.4g} steps per env step ({gradient_steps} "
+                f"update(s) every {train_freq} vec env steps).",
                 stacklevel=2,
             )
         return train_freq, gradient_steps
@@ -235,7 +240,6 @@ class DreamerV3(WorldModelAlgorithm):
         self.policy_kwargs = dict(self.policy_kwargs)
         self.policy_kwargs.update(actor_learning_rate=self.actor_learning_rate, critic_learning_rate=self.critic_learning_rate)
         super()._setup_model()
-        self.policy.world_model.free_bits = getattr(self, "free_bits", 1.0)  # 1.0: checkpoints saved before the option
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         optimizers = ["world_model_optimizer", "actor_optimizer", "critic_optimizer"]
@@ -296,8 +300,9 @@ class DreamerV3(WorldModelAlgorithm):
         is_first = th.zeros(data.mask.shape[0], data.mask.shape[1] + 1, dtype=th.bool, device=data.mask.device)
         is_first[:, 0] = data.episode_starts.bool()
         loss, stats, posterior = policy.world_model.loss(
-            obs, self._previous_actions(data), is_first, data.rewards, data.terminations, data.mask
-        )
+            obs, self._previous_actions(data), is_first, data.rewards, data.terminations, data.mask,
+            free_bits=getattr(self, "free_bits", 1.0),  # 1.0: checkpoints saved before the option
+        )  # fmt: skip
         stats["world_model/grad_norm"] = self._clip_and_step(policy.world_model_optimizer, loss, self.model_max_grad_norm)
         return stats, posterior
 

@@ -132,6 +132,7 @@ class WorldModel(nn.Module):
         terminations: th.Tensor,
         mask: th.Tensor,
         generator: th.Generator | None = None,
+        free_bits: float | None = None,
     ) -> tuple[th.Tensor, dict[str, th.Tensor], RSSMState]:
         """The world-model loss of a batch of sequences.
 
@@ -141,6 +142,7 @@ class WorldModel(nn.Module):
         :param rewards: ``r_0..r_{L-1}``, ``(B, L)``.
         :param terminations: ``(B, L)``, 1 where transition ``t`` ended the episode.
         :param mask: ``(B, L)``, 1 for the transitions of the sequence's own episode.
+        :param free_bits: Free nats per step of the KL terms (``None``: the model's ``free_bits``).
         :return: The loss, its terms for logging, and the posterior states ``(B, L + 1, ...)`` (detached).
         """
         posterior, prior = self.rssm.observe(self.embed(obs), previous_actions, is_first, generator=generator)
@@ -149,7 +151,9 @@ class WorldModel(nn.Module):
         observation = -masked_mean(self.observation_log_prob(features, obs), observed)
         reward = -masked_mean(self.reward.log_prob(features[:, 1:], rewards), mask)
         continuation = -masked_mean(self.continuation.log_prob(features[:, 1:], 1.0 - terminations), mask)
-        dynamics, representation = kl_balance_losses(posterior.logits, prior.logits, self.free_bits)
+        dynamics, representation = kl_balance_losses(
+            posterior.logits, prior.logits, self.free_bits if free_bits is None else free_bits
+        )
         dynamics, representation = masked_mean(dynamics, observed), masked_mean(representation, observed)
         loss = (
             LOSS_SCALES["prediction"] * (observation + reward + continuation)

@@ -405,6 +405,10 @@ def test_the_paper_schedule_follows_the_number_of_envs_a_model_is_loaded_with(tm
     given = Dreamer("MlpPolicy", env(1), train_freq=30, buffer_size=1000, policy_kwargs=TINY_DREAMER["policy_kwargs"])
     given.save(tmp_path / "given")
     assert Dreamer.load(tmp_path / "given", env=env(2)).train_freq.frequency == 30  # SB3's schedule, as given
+    assert Dreamer.load(tmp_path / "one_env", env=env(2), train_freq=7).train_freq.frequency == 7  # given to load()
+    # The action repeat is that of the env given to load(): every 1000 frames of 1-frame steps, 500 vec env steps.
+    plain = make_vec_env("Pendulum-v1", n_envs=2)
+    assert Dreamer.load(tmp_path / "one_env", env=plain).train_freq.frequency == 500
 
 
 def test_the_registered_pixel_ids_get_the_paper_schedule_in_frames():

@@ -21,6 +21,8 @@ def test_replay_ratio_sets_sb3_schedule():
     assert DreamerV3.replay_schedule(384, 16, 64, n_envs=1) == (8, 3)
     # No exact period up to 64 vec env steps: the closest, 4 updates every 41 steps (a ratio of 99.9 for 100).
     assert DreamerV3.replay_schedule(100, 16, 64, n_envs=1) == (41, 4)
+    # Under one update per 64 steps: one every 1 / (updates per step) steps, 128 for a ratio of 8.
+    assert DreamerV3.replay_schedule(8, 16, 64, n_envs=1) == (128, 1)
     model = DreamerV3("MlpPolicy", "Pendulum-v1", **{**TINY_DREAMER_V3, "replay_ratio": 8})
     assert model.train_freq.frequency == 4 and model.gradient_steps == 1
     sb3 = DreamerV3("MlpPolicy", "Pendulum-v1", **{**TINY_DREAMER_V3, "train_freq": 10, "gradient_steps": 3})
@@ -28,9 +30,10 @@ def test_replay_ratio_sets_sb3_schedule():
     for bad in (0, -8, float("inf"), float("nan")):
         with pytest.raises(ValueError, match="replay_ratio must be a finite number > 0"):
             DreamerV3("MlpPolicy", "Pendulum-v1", replay_ratio=bad)
-    # A ratio the schedule cannot carry out within 1% is said, with what it does instead (1 update every 64 steps).
-    with pytest.warns(UserWarning, match=r"replay_ratio=0.25 .* replays 0.5 steps per env step \(1 update\(s\) every 64 "):
-        DreamerV3("MlpPolicy", "Pendulum-v1", **{**TINY_DREAMER_V3, "replay_ratio": 0.25})
+    # A ratio the schedule cannot carry out within 1% is said, with what it does instead: 0.03 updates per env step of
+    # 32 replayed steps have no period up to 64; the closest is 1 every 33 (1.01% more).
+    with pytest.warns(UserWarning, match=r"replay_ratio=0.96 .* replays 0.9697 steps per env step \(1 update\(s\) every 33 "):
+        DreamerV3("MlpPolicy", "Pendulum-v1", **{**TINY_DREAMER_V3, "replay_ratio": 0.96})
 
 
 def test_the_replay_schedule_follows_the_number_of_envs_a_model_is_loaded_with(tmp_path):
@@ -45,6 +48,9 @@ def test_the_replay_schedule_follows_the_number_of_envs_a_model_is_loaded_with(t
     given.save(tmp_path / "given")
     loaded = DreamerV3.load(tmp_path / "given", env=make_vec_env("Pendulum-v1", n_envs=2))
     assert (loaded.train_freq.frequency, loaded.gradient_steps) == (4, 1)  # SB3's schedule, as given
+    # A schedule passed to load() is SB3's, as given, too.
+    loaded = DreamerV3.load(tmp_path / "one_env", env=make_vec_env("Pendulum-v1", n_envs=2), train_freq=3, gradient_steps=5)
+    assert (loaded.train_freq.frequency, loaded.gradient_steps) == (3, 5)
 
 
 def test_the_cpu_preset_keeps_the_paper_objectives_and_updates_once_per_env_step():
@@ -75,8 +81,17 @@ def test_paper_defaults():
     policy = model.policy
     assert policy.world_model.rssm.deter_dim == 512 and policy.world_model.rssm.stoch_dim == 32
     assert policy.world_model_optimizer.defaults["eps"] == 1e-8 and policy.actor_optimizer.defaults["eps"] == 1e-5
-    assert policy.world_model.free_bits == 1.0
-    assert DreamerV3("MlpPolicy", "Pendulum-v1", free_bits=0.0).policy.world_model.free_bits == 0.0
+
+
+def test_free_bits_reach_the_world_model_loss_and_can_change_between_updates(tiny_dreamer_v3_kwargs):
+    model = DreamerV3("MlpPolicy", "Pendulum-v1", free_bits=1000.0, **tiny_dreamer_v3_kwargs)
+    model.learn(tiny_dreamer_v3_kwargs["learning_starts"] + 2)
+    data = model.replay_buffer.sample_sequences(4, model.sequence_length)
+    stats, _ = model._update_world_model(data)
+    assert stats["world_model/dynamics_loss"] == stats["world_model/representation_loss"] == 1000.0  # every step free
+    model.free_bits = 0.0
+    stats, _ = model._update_world_model(data)
+    assert stats["world_model/dynamics_loss"] < 1000.0
 
 
 def test_an_update_trains_every_part_and_moves_the_slow_critic(tiny_dreamer_v3_kwargs):
