@@ -70,7 +70,7 @@ class DreamerV3(WorldModelAlgorithm):
     :param entropy_scale: Weight of the actor's entropy (3e-4).
     :param slow_critic_fraction: Share of the critic mixed into its slow copy after each update (0.02).
     :param free_bits: Nats per step below which the KL terms give no gradient (1). Observations that carry little
-        information (a few state values) can need less than that per step, and then the prior stops learning.
+        information (a few state values) can need less than that per step, and then the prior gets no KL gradient.
     :param model_max_grad_norm: Gradient-norm clip of the world model (1000).
     :param actor_critic_max_grad_norm: Gradient-norm clip of the actor and the critic (100).
     :param mixed_precision: ``None`` (float32), ``"bf16"`` or ``"fp16"``.
